@@ -138,7 +138,10 @@ class App:
     # -- request pipeline ----------------------------------------------------------------------
 
     def render_transport_error(self, status: int, message: str) -> Response:
-        return error_response(from_status(status, message))
+        err = from_status(status, message)
+        if status == 503:
+            err.retry_after = 1  # connection cap or shutdown: worth retrying shortly
+        return error_response(err)
 
     async def handle(self, req: HttpRequest) -> Response:
         rid = req.header("x-request-id")

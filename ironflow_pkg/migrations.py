@@ -1,6 +1,7 @@
 """Ordered, forward-only schema migrations for the ironflow journal.
 
-The schema is plain SQL text kept in :data:`MIGRATIONS`, one :class:`Migration` per version.
+The schema is plain SQL text in ``ironflow_pkg/schema/NNNN_name.sql`` files, loaded into
+:data:`MIGRATIONS`, one :class:`Migration` per version.
 :func:`apply_migrations` brings a connection's database up to the newest version, each migration
 in its own ``BEGIN IMMEDIATE`` transaction together with its row in ``schema_version``, so a crash
 half-way through a migration leaves the database at the previous version, never in between.
@@ -19,7 +20,9 @@ opened with ``isolation_level=None`` (explicit transaction control).
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
+from importlib import resources
 import time
 from dataclasses import dataclass
 
@@ -64,51 +67,23 @@ class Migration:
     sql: str
 
 
-_FOUNDATION_SQL = f"""
--- Tenancy root. Every domain row belongs to exactly one environment; "env_default" exists
--- out of the box so a fresh server works without any setup.
-CREATE TABLE environments (
-    id         TEXT PRIMARY KEY,
-    name       TEXT NOT NULL UNIQUE,
-    org_id     TEXT NOT NULL,
-    project_id TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
+def load_migrations(package: str = "ironflow_pkg.schema") -> list[Migration]:
+    """Read ``NNNN_name.sql`` files shipped inside the package, in version order.
 
-INSERT INTO environments (id, name, org_id, project_id, created_at)
-VALUES ('env_default', 'default', 'org_default', 'proj_default_default', {SQL_NOW});
+    Read through :mod:`importlib.resources`, so the same code works from the source tree and
+    from inside ``ironflow.pyz`` (design.md habit 13).
+    """
+    out: list[Migration] = []
+    for entry in resources.files(package).iterdir():
+        m = _FILE_RE.match(entry.name)
+        if m:
+            out.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(out, key=lambda mig: mig.version)
 
--- API keys are stored hashed; key_prefix is the short visible part used to identify a key in
--- listings and logs. roles is a JSON array of role names.
-CREATE TABLE api_keys (
-    id           TEXT PRIMARY KEY,
-    env_id       TEXT NOT NULL REFERENCES environments(id),
-    name         TEXT NOT NULL,
-    key_hash     TEXT NOT NULL UNIQUE,
-    key_prefix   TEXT NOT NULL,
-    roles        TEXT NOT NULL DEFAULT '[]',
-    platform     INTEGER NOT NULL DEFAULT 0,
-    env_scoped   INTEGER NOT NULL DEFAULT 0,
-    created_at   TEXT NOT NULL,
-    expires_at   TEXT,
-    last_used_at TEXT,
-    revoked_at   TEXT
-);
 
-CREATE INDEX api_keys_env_id ON api_keys (env_id);
+_FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
--- Process-wide facts about this server node (node id, first start time, ...). This is the one
--- table NOT scoped by environment: its rows describe the installation itself, which exists
--- before and independently of any tenant, and no tenant may read or change them.
-CREATE TABLE server_meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
-
-MIGRATIONS: list[Migration] = [
-    Migration(version=1, name="foundation", sql=_FOUNDATION_SQL),
-]
+MIGRATIONS: list[Migration] = load_migrations()
 
 
 def _check_migration_list(migrations: list[Migration]) -> None:
