@@ -45,6 +45,12 @@ class TransportLimits:
     max_connections: int = 2048
     #: In-flight requests get this long to finish on shutdown (features.md §17: 10 s).
     shutdown_grace: float = 10.0
+    #: A peer that reads nothing for this long while we write is dropped (a stalled reader must
+    #: not pin a connection and its buffers forever).
+    write_timeout: float = 60.0
+    #: After an error response, unread request bytes are drained this long before closing, so
+    #: the kernel does not reset the connection and destroy the response (lingering close).
+    linger: float = 1.0
 
 
 class HttpRequest:
@@ -406,9 +412,25 @@ class _Connection:
             resp = self.server.render_error(err.status, err.message)
             try:
                 self.writer.write(self._head_bytes(resp, None, len(resp.body), close=True) + resp.body)
-                await self.writer.drain()
-            except (OSError, ConnectionError):
+                await self._drain()
+                if self.writer.can_write_eof():
+                    self.writer.write_eof()
+                await self._linger()
+            except (OSError, ConnectionError, asyncio.TimeoutError):
                 pass
+
+    async def _linger(self) -> None:
+        """Discard what the peer still sends, briefly, so our answer is not lost to a reset."""
+        deadline = time.monotonic() + self.server.limits.linger
+        budget = 1024 * 1024
+        while budget > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            data = await asyncio.wait_for(self.reader.read(READ_SIZE), left)
+            if not data:
+                return
+            budget -= len(data)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -427,14 +449,32 @@ class _Connection:
             headers.append(("Connection", "keep-alive"))
         return http11.response_head(resp.status, headers)
 
+    async def _drain(self) -> None:
+        await asyncio.wait_for(self.writer.drain(), self.server.limits.write_timeout)
+
     async def _write(self, req: HttpRequest, resp: Response) -> bool:
         """Write ``resp``; return whether the connection stays open for another request."""
+        try:
+            return await self._write_checked(req, resp)
+        except asyncio.TimeoutError:
+            return False  # the peer stopped reading
+
+    async def _write_checked(self, req: HttpRequest, resp: Response) -> bool:
         head = req.head
         w = self.writer
+        try:
+            self._head_bytes(resp, head, 0, close=False)
+        except ValueError:
+            # A handler produced a header that would break framing (CR/LF injection).
+            log.error("invalid response header from handler", exc_info=True)
+            if resp.stream is not None:
+                await _aclose(resp.stream)
+            resp = self.server.render_error(500, "internal error")
+            resp.close = True
         keep = head.keep_alive and not resp.close and not self.server.closing
         if resp.upgrade is not None:
             w.write(self._head_bytes(resp, head, None, close=False))
-            await w.drain()
+            await self._drain()
             self.idle = False
             await resp.upgrade(self.reader, w, self.parser.take_trailing_data())
             return False
@@ -448,7 +488,7 @@ class _Connection:
             if head.method != "HEAD":
                 data += body
             w.write(data)
-            await w.drain()
+            await self._drain()
             return keep
         # Streaming: chunked for HTTP/1.1; HTTP/1.0 has no chunking, so the body ends at close.
         chunked = head.version == "1.1"
@@ -457,17 +497,17 @@ class _Connection:
         w.write(self._head_bytes(resp, head, None, close=not keep))
         if head.method == "HEAD":
             await _aclose(resp.stream)
-            await w.drain()
+            await self._drain()
             return keep
         stream = resp.stream
         try:
             async for piece in stream:
                 if piece:
                     w.write(http11.chunk(piece) if chunked else piece)
-                    await w.drain()  # flushed per message (Connect streams, long polls)
+                    await self._drain()  # flushed per message (Connect streams, long polls)
             if chunked:
                 w.write(http11.LAST_CHUNK)
-            await w.drain()
+            await self._drain()
         except (OSError, ConnectionError):
             await _aclose(stream)
             return False
