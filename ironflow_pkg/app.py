@@ -88,6 +88,15 @@ class App:
         self.new_bootstrap_key: str | None = None
         #: Feature names (rest-api.md §5.3) of the areas this build serves; each area adds its own.
         self.features: set[str] = set()
+        #: Lifecycle hooks of the areas wired onto this app (wiring.py): run in order on open and
+        #: start, in reverse on stop.
+        self.on_open: list[Callable[[], None]] = []
+        self.on_start: list[Callable[[], Awaitable[None]]] = []
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        #: Handles every ``/ironflow.v1.*`` request once authenticated (the Connect adapter).
+        self.connect_handler: Callable[[HttpRequest], Awaitable[Response]] | None = None
+        #: Readiness checks: each returns (component, problem) or None when healthy.
+        self.ready_checks: list[Callable[[], tuple[str, str] | None]] = []
         limits = TransportLimits(
             parser=Limits(max_body_bytes=settings.max_request_bytes),
             idle_timeout=settings.idle_timeout, max_connections=settings.max_connections,
@@ -102,21 +111,31 @@ class App:
         """Open the journal and load hot state (blocking; before the loop serves)."""
         self.journal.open()
         self.auth.load()
+        for hook in self.on_open:
+            hook()
         if not self.settings.dev or self.settings.bootstrap_api_key or self.settings.bootstrap_key_file:
             self.new_bootstrap_key = self.auth.ensure_bootstrap(
                 key=self.settings.bootstrap_api_key, key_file=self.settings.bootstrap_key_file,
                 dev=self.settings.dev)
 
     async def start(self) -> tuple[str, int]:
-        host, port = await self.http.start(self.settings.host, self.settings.port)
+        for hook in self.on_start:
+            await hook()
         self.last_tick = time.monotonic()
         self._tick_task = asyncio.create_task(self._tick_loop())
-        return host, port
+        try:
+            return await self.http.start(self.settings.host, self.settings.port)
+        except OSError:
+            for hook in reversed(self.on_stop):
+                await hook()
+            raise
 
     async def stop(self) -> None:
         """Graceful stop: readiness turns 503 at once, connections drain, journal closes."""
         self.ready_issues["shutdown"] = "server is shutting down"
         await self.http.shutdown()
+        for hook in reversed(self.on_stop):
+            await hook()
         if self._tick_task is not None:
             self._tick_task.cancel()
             try:
@@ -153,6 +172,10 @@ class App:
             if req.method == "OPTIONS":
                 template = "OPTIONS"
                 resp = self._preflight(req)
+            elif connect and self.connect_handler is not None:
+                template = "/ironflow.v1.{service}/{method}"
+                await self._authenticate(req, "key")
+                resp = await self.connect_handler(req)
             else:
                 try:
                     match = self.router.match(req.method, req.path)
@@ -277,6 +300,10 @@ class App:
             issues["database"] = self._probe_error
         if now - self.last_tick > READY_TICK_AGE:
             issues["scheduler"] = "scheduler loop has not ticked recently"
+        for check in self.ready_checks:
+            problem = check()
+            if problem is not None:
+                issues[problem[0]] = problem[1]
         if issues:
             return json_response({"status": "not_ready", "issues": issues, "warnings": {}}, 503,
                                  [("Retry-After", "1")])

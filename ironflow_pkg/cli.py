@@ -82,13 +82,13 @@ def _backup(src: str, dest: str) -> int:
 
 
 def serve(settings: Any) -> int:
-    from .app import App
+    from .wiring import build_app
     from .journal import JournalError
     from .logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_format)
     log.info("starting ironflow", extra={"fields": {"version": VERSION, "settings": settings.describe()}})
-    app = App(settings)
+    app = build_app(settings)
     try:
         app.open()
     except JournalError as e:

@@ -129,8 +129,8 @@ class InProcessServer:
     """An App serving on 127.0.0.1:<free port> from a background event loop thread."""
 
     def __init__(self, settings: Any) -> None:
-        from ironflow_pkg.app import App
-        self.app = App(settings)
+        from ironflow_pkg.wiring import build_app
+        self.app = build_app(settings)
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -78,14 +78,15 @@ def test_metrics_exposition(dev):
 
 ROUTES = [
     ("GET", "/api/v1/routes-that-do-not-exist", 404),  # REST: authenticated 404
-    ("POST", "/ironflow.v1.IronflowService/Emit", 501),  # Connect: not built yet
+    ("POST", "/ironflow.v1.QueryService/ExecuteSQL", 501),  # Connect: not built yet
     ("GET", "/ws", 400),  # WebSocket route without upgrade
 ]
 
 
 @pytest.mark.parametrize("method,path,good_status", ROUTES)
 def test_protected_routes(authed, method, path, good_status):
-    status, headers, raw = authed.request(method, path, b"{}" if method == "POST" else None)
+    ct = {"Content-Type": "application/json"}
+    status, headers, raw = authed.request(method, path, b"{}" if method == "POST" else None, ct)
     assert status == 401
     b = body(raw)
     assert b["code"] == "unauthenticated"
@@ -95,16 +96,18 @@ def test_protected_routes(authed, method, path, good_status):
     status, _, raw = authed.request(method, path, b"{}" if method == "POST" else None,
                                     {"Authorization": "Basic " + KEY})
     assert status == 401
-    status, _, raw = authed.request(method, path, b"{}" if method == "POST" else None, bearer(KEY))
+    status, _, raw = authed.request(method, path, b"{}" if method == "POST" else None,
+                                    {**ct, **bearer(KEY)})
     assert status == good_status
 
 
 def test_connect_errors_use_connect_shape(authed):
-    _, _, raw = authed.request("POST", "/ironflow.v1.IronflowService/Emit", b"{}")
+    _, _, raw = authed.request("POST", "/ironflow.v1.QueryService/ExecuteSQL", b"{}")
     assert set(body(raw)) == {"code", "message"}
-    _, _, raw = authed.request("POST", "/ironflow.v1.IronflowService/Emit", b"{}", bearer(KEY))
+    _, _, raw = authed.request("POST", "/ironflow.v1.QueryService/ExecuteSQL", b"{}",
+                               {"Content-Type": "application/json", **bearer(KEY)})
     b = body(raw)
-    assert b["code"] == "unimplemented" and "IronflowService/Emit" in b["message"]
+    assert b["code"] == "unimplemented" and "QueryService/ExecuteSQL" in b["message"]
 
 
 def test_rest_error_shape(authed):

@@ -83,7 +83,8 @@ def test_migrations_from_empty_then_reopen_does_not_rerun(tmp_path: Path, caplog
         first = j.read_sync(lambda c: [tuple(r) for r in c.execute("SELECT * FROM schema_version")])
     assert [r[0] for r in first] == [m.version for m in MIGRATIONS]
     applied = [r for r in caplog.records if r.getMessage() == "migration applied"]
-    assert [(r.fields["version"], r.fields["name"]) for r in applied] == [(1, "foundation")]
+    assert [(r.fields["version"], r.fields["name"]) for r in applied] == [
+        (m.version, m.name) for m in MIGRATIONS]
 
     caplog.clear()
     with Journal(path) as j:

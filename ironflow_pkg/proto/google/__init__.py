@@ -1,0 +1,1 @@
+"""Data package: hand-written minimal google/protobuf/*.proto (read via importlib.resources)."""

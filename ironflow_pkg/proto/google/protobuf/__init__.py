@@ -1,0 +1,1 @@
+"""Data package: minimal well-known type definitions (read via importlib.resources)."""

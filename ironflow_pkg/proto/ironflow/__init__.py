@@ -1,0 +1,1 @@
+"""Data package: the ironflow .proto files (read via importlib.resources)."""
