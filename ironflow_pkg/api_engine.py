@@ -12,6 +12,7 @@ from typing import Any
 
 from .app import App, json_response, query_params
 from .engine import Engine, event_wire
+from .flowcontrol import lane_view
 from .errors import ApiError
 from .jsonutil import loads, parse_ts
 from .runs import RunStatus, run_from_row, run_rest, step_rest
@@ -100,6 +101,8 @@ class EngineRoutes:
         r.add("GET", "/api/v1/functions", self.list_functions)
         r.add("GET", "/api/v1/runs", self.list_runs)
         r.add("GET", "/api/v1/runs/{id}", self.get_run)
+        r.add("GET", "/api/v1/debounce/entries", self.debounce_entries)
+        r.add("DELETE", "/api/v1/debounce/entries/{env}/{fn}/{key}", self.cancel_debounce)
         app.features.update({"functions", "runs", "events", "pull-rest"})
 
     # -- workers (worker-protocol.md §2) ---------------------------------------------------------
@@ -292,6 +295,27 @@ class EngineRoutes:
             raise ApiError("not_found", "run not found")
         steps = await self.engine.run_steps(env, p["id"])
         return json_response({**run_rest(run), "steps": [step_rest(run.id, s) for s in steps]})
+
+
+    async def debounce_entries(self, req: HttpRequest, p: dict[str, str]) -> Response:
+        return json_response([lane_view(lane, period)
+                              for lane, period in self.engine.debounce_entries(env_of(req))])
+
+    async def cancel_debounce(self, req: HttpRequest, p: dict[str, str]) -> Response:
+        env = env_of(req)
+        if p["env"] not in (env, req.state["env"].name):
+            raise ApiError("not_found", "debounce entry not found")
+        # rest-api.md §3.7: the key is URL-safe base64 without padding; "-" is the global lane.
+        raw = p["key"]
+        if raw == "-":
+            key = ""
+        else:
+            try:
+                key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise ApiError("invalid_argument", "key: not URL-safe base64") from None
+        await self.engine.cancel_debounce(env, p["fn"], key)
+        return Response(204)
 
 
 def _cursor_ints(text: str, n: int) -> list[int]:

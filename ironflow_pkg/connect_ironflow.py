@@ -165,6 +165,9 @@ class IronflowService:
 
     async def TriggerSync(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
         timeout = _sync_timeout(m.get("timeout_ms"))
+        probe = {"id": "", "name": m.get("event") or "", "data": payload(m, "data")}
+        if any(fd.config.get("debounce") for fd in self.e.triggered(env_of(req), probe)):
+            raise ApiError("failed_precondition", "TriggerSync cannot wait on a debounced function")
         out = await self._trigger(req, m)
         results = await asyncio.gather(*(self._await_run(env_of(req), rid, timeout)
                                          for rid in out["run_ids"]))

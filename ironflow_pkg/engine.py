@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ApiError
+from .flowcontrol import FlowControl, Key, Lane, cron_tick_sql, lane_key
 from .functions import FunctionDef, normalize
 from .journal import Journal
 from .jsonutil import (MISSING, canonical, data_path_get, dumps, fmt_ts, loads, name_matches,
@@ -110,6 +111,7 @@ class Engine:
         self._event_waiters: dict[str, dict[str, Run]] = {}
         self._task: asyncio.Task[None] | None = None
         self.last_tick = 0.0
+        self.flow = FlowControl()
 
     # == lifecycle =================================================================================
 
@@ -123,18 +125,37 @@ class Engine:
             steps = conn.execute("SELECT s.* FROM steps s JOIN runs r ON r.id = s.run_id WHERE "
                                  "r.status NOT IN ('completed','failed','cancelled') "
                                  "ORDER BY s.run_id, s.sequence").fetchall()
-            ev_ids = {r["event_id"] for r in runs}
+            lanes = conn.execute("SELECT * FROM debounce_lanes").fetchall()
+            ticks = conn.execute("SELECT env_id, function_id, trigger_index, max(fire_time) AS t "
+                                 "FROM cron_ticks GROUP BY env_id, function_id, trigger_index").fetchall()
+            starts = conn.execute("SELECT env_id, function_id, throttle_key, claimed_at FROM runs "
+                                  "WHERE execution_seq > 0 AND claimed_at >= ? ORDER BY claimed_at",
+                                  (fmt_ts(self.clock() - 86400),)).fetchall()
+            ev_ids = {r["event_id"] for r in runs} | {r["event_id"] for r in lanes}
             events: dict[str, Any] = {}
             for eid in ev_ids:
                 row = conn.execute("SELECT * FROM events WHERE id = ?", (eid,)).fetchone()
                 if row is not None:
                     events[eid] = event_wire(row)
-            return fns, runs, steps, events
-        fns, runs, steps, events = self.journal.read_sync(q)
+            return fns, runs, steps, events, lanes, ticks, starts
+        fns, runs, steps, events, lanes, ticks, starts = self.journal.read_sync(q)
+        for t in ticks:
+            self.flow.cron_last[(t["env_id"], t["function_id"], str(t["trigger_index"]))] = parse_ts(t["t"])
+        for ln in lanes:
+            lane = Lane(ln["env_id"], ln["function_id"], ln["lane_key"], ln["function_version"],
+                        events.get(ln["event_id"], {"id": ln["event_id"]}), ln["armed_at"], ln["fires_at"])
+            self.flow.lanes[(lane.env_id, lane.function_id, lane.key)] = lane
+            self._timer(lane.fires_at, "debounce", _tkey((lane.env_id, lane.function_id, lane.key)))
         for r in fns:
             fd = FunctionDef(r["env_id"], loads(r["config"]), r["status"], r["version"],
                              r["created_at"], r["updated_at"])
             self.functions[(fd.env_id, fd.id)] = fd
+            self._arm_cron(fd)
+        for r in starts:
+            fd = self.functions.get((r["env_id"], r["function_id"]))
+            if fd is not None and fd.config.get("throttle") and r["claimed_at"]:
+                # Approximation after a restart: the latest segment start stands for the first.
+                self.flow.record_start(fd, r["throttle_key"], parse_ts(r["claimed_at"]))
         by_run: dict[str, list[Step]] = {}
         for s in steps:
             by_run.setdefault(s["run_id"], []).append(step_from_row(s))
@@ -237,6 +258,7 @@ class Engine:
                          (env, fd.id, fd.version, "update", dumps(config), reason, actor, now))
         self.functions[key] = fd
         await self._persist(extra=w)
+        self._arm_cron(fd)
         self._kick(env)
         return fd, created
 
@@ -273,12 +295,18 @@ class Engine:
                          (env, fid, fd.version, "status_change", dumps(fd.config), "", actor,
                           fd.updated_at))
         await self._persist(extra=w)
+        self._arm_cron(fd)
         self._kick(env)
         return fd
 
     async def delete_function(self, env: str, fid: str, actor: str = "") -> None:
         fd = self.get_function(env, fid)
         del self.functions[(env, fid)]
+        for k in [k for k in self.flow.cron_next if k[:2] == (env, fid)]:
+            del self.flow.cron_next[k]
+        lanes = [ln for k, ln in self.flow.lanes.items() if k[:2] == (env, fid)]
+        for ln in lanes:
+            del self.flow.lanes[(ln.env_id, ln.function_id, ln.key)]
         changed = []
         for run in list(self.runs.values()):
             if run.env_id == env and run.function_id == fid and run.status in (
@@ -290,6 +318,8 @@ class Engine:
 
         def w(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM functions WHERE env_id = ? AND id = ?", (env, fid))
+            for ln in lanes:
+                ln.delete(conn)
             conn.execute("INSERT OR REPLACE INTO function_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (env, fid, fd.version + 1, "delete", dumps(fd.config), "", actor, now))
         await self._persist(runs=changed, extra=w)
@@ -351,23 +381,41 @@ class Engine:
         self._apply_cancel_on(env, ev, changed)
         self._resolve_waiters(env, ev, changed, steps)
         new_runs = []
+        lanes: list[Lane] = []
+        for fd in self.triggered(env, ev):
+            if fd.config.get("debounce"):
+                lane = self.flow.debounce(fd, ev, self.clock())
+                lanes.append(lane)
+                self._timer(lane.fires_at, "debounce", _tkey((lane.env_id, lane.function_id, lane.key)))
+                continue
+            new_runs.append(self._new_run(fd, ev, data))
+        run_ids = [r.id for r in new_runs]
+
+        def w(conn: sqlite3.Connection) -> None:
+            _insert_event(conn, env, ev, run_ids)
+            for lane in lanes:
+                lane.save(conn)
+        await self._persist(runs=changed + new_runs, steps=steps, extra=w)
+        for r in new_runs:
+            if not r.terminal:
+                self._enqueue(r)
+        return {"event_id": ev["id"], "run_ids": run_ids, "duplicate": False}
+
+    def triggered(self, env: str, ev: dict[str, Any]) -> list[FunctionDef]:
+        """Functions an event starts (features.md §1.1 step 6), in function-id order."""
+        out = []
         for fd in self.list_functions(env):
             if fd.status not in ("active", "paused"):
                 continue
             for i, t in enumerate(fd.config["triggers"]):
-                if not t["event"] or not name_matches(t["event"], name):
+                if not t["event"] or not name_matches(t["event"], ev["name"]):
                     continue
                 expr = fd.expressions[i]
-                if expr is not None and not expr.test({"event": ev, "data": data}):
+                if expr is not None and not expr.test({"event": ev, "data": ev.get("data")}):
                     continue
-                new_runs.append(self._new_run(fd, ev, data))
+                out.append(fd)
                 break
-        run_ids = [r.id for r in new_runs]
-        await self._persist(runs=changed + new_runs, steps=steps,
-                            extra=lambda c: _insert_event(c, env, ev, run_ids))
-        for r in new_runs:
-            self._enqueue(r)
-        return {"event_id": ev["id"], "run_ids": run_ids, "duplicate": False}
+        return out
 
     async def invoke(self, env: str, fid: str, data: Any, idempotency_key: str | None = None,
                      metadata: dict[str, Any] | None = None, parent: tuple[Run, str] | None = None,
@@ -401,6 +449,17 @@ class Engine:
         if conc and conc.get("key"):
             v = data_path_get(data, conc["key"])
             run.concurrency_key = "" if v is MISSING else canonical(v)
+        thr = fd.config.get("throttle")
+        if thr:
+            key = lane_key(thr["key"], data)
+            if key is None:
+                # features.md §2.5: an unresolvable throttle key fails the run at once.
+                run.status = S.FAILED
+                run.ended_at = ev["timestamp"]
+                run.error = {"message": f"throttle key {thr['key']!r} not found in the event data",
+                             "code": "THROTTLE_KEY_UNRESOLVED", "retryable": False}
+                return run
+            run.throttle_key = key
         if fd.config["actor_key"]:
             v = path_get({**ev, "data": data}, fd.config["actor_key"])
             run.actor_id = "" if v is MISSING else (v if isinstance(v, str) else canonical(v))
@@ -413,7 +472,8 @@ class Engine:
         run, ev, dup = await self.invoke(env, fid, data, idempotency_key, metadata, emitted_by=emitted_by)
         if not dup:
             await self._persist(runs=[run], extra=lambda c: _insert_event(c, env, ev, [run.id]))
-            self._enqueue(run)
+            if not run.terminal:
+                self._enqueue(run)
         return run, ev["id"], dup
 
     def _apply_cancel_on(self, env: str, ev: dict[str, Any], changed: list[Run]) -> None:
@@ -531,12 +591,19 @@ class Engine:
             if not q:
                 continue
             conc = fd.config.get("concurrency")
+            thr = fd.config.get("throttle")
+            now = self.clock()
             for rid in q:
                 run = self.runs[rid]
                 if run.status != S.WAITING_FOR_CAPACITY:
                     continue
                 if conc and len(self._active.get(self._lane(run), ())) >= conc["limit"]:
                     continue
+                if thr and run.execution_seq == 0:
+                    ok, free_at = self.flow.throttle_allows(fd, run.throttle_key, now)
+                    if not ok:
+                        self._timer(free_at, "kick", run.env_id)
+                        continue
                 if best is None or run.ready_seq < best[0]:
                     best = (run.ready_seq, q, run)
                 break
@@ -555,6 +622,10 @@ class Engine:
         run.acked = False
         run.claimed_by = run.worker_id = session.id
         run.claimed_at = fmt_ts(now)
+        if run.execution_seq == 1:
+            fd = self.functions.get((run.env_id, run.function_id))
+            if fd is not None and fd.config.get("throttle"):
+                self.flow.record_start(fd, run.throttle_key, now)
         session.leased.add(run.id)
         self._add_active(run)
         self._timer(run.lease_expires_at + self.lease_grace, "lease", run.id)
@@ -1099,6 +1170,12 @@ class Engine:
             steps: list[tuple[Run, Step]] = []
             finished: list[Run] = []
             for when, _, kind, rid in due:
+                if kind in ("cron", "debounce", "kick"):
+                    try:
+                        await self._on_flow_timer(kind, rid, when, now)
+                    except Exception:
+                        log.exception("flow timer failed", extra={"fields": {"key": rid, "kind": kind}})
+                    continue
                 run = self.runs.get(rid)
                 if run is None:
                     continue
@@ -1167,6 +1244,68 @@ class Engine:
             steps.append((run, step))
             changed.append(run)
 
+    # == flow control =============================================================================
+
+    def _arm_cron(self, fd: FunctionDef) -> None:
+        for k in [k for k in self.flow.cron_next if k[:2] == (fd.env_id, fd.id)]:
+            del self.flow.cron_next[k]
+        for k, t in self.flow.cron_due(fd, self.clock()):
+            self._timer(t, "cron", _tkey(k))
+
+    async def _on_flow_timer(self, kind: str, key: str, when: float, now: float) -> None:
+        if kind == "kick":
+            self._kick(key)
+            return
+        k = _untkey(key)
+        if kind == "debounce":
+            lane = self.flow.lanes.get(k)
+            if lane is None or now < lane.fires_at - 0.001:
+                return  # cancelled, or extended by a later event (its own timer will fire)
+            del self.flow.lanes[k]
+            fd = self.functions.get(k[:2])
+            runs = [] if fd is None or fd.status == "archived" else \
+                [self._new_run(fd, lane.event, lane.event.get("data"))]
+            await self._persist(runs=runs, extra=lane.delete)
+            for r in runs:
+                if not r.terminal:
+                    self._enqueue(r)
+            return
+        # cron: one tick event and one run of the owning function only (features.md §2.3)
+        if self.flow.cron_next.get(k) != when:
+            return  # the function changed or was removed since this timer was set
+        fd = self.functions.get(k[:2])
+        if fd is None or fd.status == "archived":
+            return
+        idx = int(k[2])
+        trig = fd.config["triggers"][idx]
+        fire = fmt_ts(when)
+        ev = self._event(fd.env_id, trig["event"] or f"cron/{fd.id}",
+                         {"scheduled_at": fire, "cron": trig["cron"]}, None, None, 1, "cron", "")
+        run = self._new_run(fd, ev, ev["data"])
+        self.flow.cron_last[k] = when
+
+        def w(conn: sqlite3.Connection) -> None:
+            _insert_event(conn, fd.env_id, ev, [run.id])
+            cron_tick_sql(conn, k, fire, ev["id"])
+        self._arm_cron(fd)
+        await self._persist(runs=[run], extra=w)
+        if not run.terminal:
+            self._enqueue(run)
+
+    def debounce_entries(self, env: str) -> list[tuple[Lane, int]]:
+        out = []
+        for (e, fid, _), lane in sorted(self.flow.lanes.items()):
+            fd = self.functions.get((e, fid))
+            if e == env and fd is not None:
+                out.append((lane, fd.config["debounce"]["period_ms"]))
+        return out
+
+    async def cancel_debounce(self, env: str, fid: str, key: str) -> None:
+        lane = self.flow.lanes.pop((env, fid, key), None)
+        if lane is None:
+            raise ApiError("not_found", "debounce entry not found")
+        await self._persist(extra=lane.delete)
+
     def _fire_wake(self, run: Run, steps: list[tuple[Run, Step]] | None = None) -> None:
         w = run.wait or {}
         if w.get("kind") == "sleep":
@@ -1182,6 +1321,15 @@ class Engine:
         for key, s in list(self.workers.items()):
             if now - s.last_seen > self.worker_timeout:
                 del self.workers[key]
+
+
+def _tkey(k: Key) -> str:
+    return "\x1f".join(k)
+
+
+def _untkey(s: str) -> Key:
+    a, b, c = s.split("\x1f")
+    return (a, b, c)
 
 
 def _unique(runs: list[Run]) -> list[Run]:

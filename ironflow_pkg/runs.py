@@ -122,6 +122,7 @@ class Run:
     parent_step_id: str = ""
     actor_id: str = ""
     concurrency_key: str = ""
+    throttle_key: str = ""
     timeout_at: float | None = None
     cancellation_cause: str = ""
     resume_from_step: str = ""
@@ -156,7 +157,7 @@ _RUN_COLS = ("id", "env_id", "function_id", "function_version", "event_id", "eve
              "claimed_by", "claimed_at", "last_fence_seq", "last_fence_status", "last_fence_token",
              "wake_at", "wait",
              "pause_requested", "pause_reason", "parent_run_id", "parent_step_id", "actor_id",
-             "concurrency_key", "timeout_at", "cancellation_cause", "resume_from_step",
+             "concurrency_key", "throttle_key", "timeout_at", "cancellation_cause", "resume_from_step",
              "row_version", "created_at", "started_at", "ended_at", "updated_at")
 _RUN_UPSERT = (f"INSERT INTO runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))}) "
                f"ON CONFLICT(id) DO UPDATE SET "
@@ -184,7 +185,7 @@ def save_run(conn: sqlite3.Connection, r: Run) -> None:
         r.worker_id, r.claimed_by, r.claimed_at, r.last_fence_seq, r.last_fence_status,
         r.last_fence_token, r.wake_at,
         _j(r.wait), int(r.pause_requested), r.pause_reason, r.parent_run_id, r.parent_step_id,
-        r.actor_id, r.concurrency_key, r.timeout_at, r.cancellation_cause, r.resume_from_step,
+        r.actor_id, r.concurrency_key, r.throttle_key, r.timeout_at, r.cancellation_cause, r.resume_from_step,
         r.row_version, r.created_at, r.started_at, r.ended_at, r.updated_at))
 
 
@@ -213,7 +214,8 @@ def run_from_row(row: sqlite3.Row, event: dict[str, Any]) -> Run:
         wake_at=row["wake_at"], wait=loads(row["wait"]), pause_requested=bool(row["pause_requested"]),
         pause_reason=row["pause_reason"], parent_run_id=row["parent_run_id"],
         parent_step_id=row["parent_step_id"], actor_id=row["actor_id"],
-        concurrency_key=row["concurrency_key"], timeout_at=row["timeout_at"],
+        concurrency_key=row["concurrency_key"], throttle_key=row["throttle_key"],
+        timeout_at=row["timeout_at"],
         cancellation_cause=row["cancellation_cause"], resume_from_step=row["resume_from_step"],
         row_version=row["row_version"], started_at=row["started_at"], ended_at=row["ended_at"])
 

@@ -394,11 +394,13 @@ def schema_from_compact(data: dict[str, Any]) -> Schema:
     return Schema(messages, enums, services, data["files"])
 
 
-def build_cache_text(root: Any = None) -> str:
-    """The text of ``_schema_cache.json`` for the sources under ``root`` (parses them)."""
+def build_cache_text(root: Any = None, sources: dict[str, str] | None = None) -> str:
+    """The text of ``_schema_cache.json`` for ``sources`` (default: the ``.proto`` files under
+    ``root``); parses and links them, so a broken source raises :class:`SchemaError`."""
     from . import parser
 
-    sources = read_proto_sources(root)
+    if sources is None:
+        sources = read_proto_sources(root)
     schema = parser.build_schema(sources)
     payload = {"version": CACHE_VERSION, "sha256": sources_hash(sources),
                **schema_to_compact(schema)}

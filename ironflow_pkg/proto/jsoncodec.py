@@ -35,19 +35,32 @@ e.g. ``runs[2].attempt: expected integer, got string "x"``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
-import re
 import threading
 from collections.abc import Mapping
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
-from . import wkt
 from .descriptors import Schema
+from .jsonvalues import (
+    INT64_TYPES,
+    MAX_DEPTH,
+    MISSING,
+    NULL_VALUE,
+    SCALAR_DECODERS,
+    SCALAR_ENCODERS,
+    UNSET,
+    VALUE,
+    WKT_DECODERS,
+    WKT_DEFAULTS,
+    WKT_ENCODERS,
+    Fail,
+    as_int,
+    describe,
+    key_decoder,
+    key_encoder,
+    key_seg,
+)
 
 __all__ = [
     "MAX_DEPTH",
@@ -66,8 +79,6 @@ __all__ = [
     "to_json_bytes",
 ]
 
-#: Deepest nesting of messages/Values accepted or produced (protobuf's default recursion limit).
-MAX_DEPTH = 100
 #: Largest JSON message accepted: the Connect request limit (connect.md §3.1, 32 MiB).
 MAX_JSON_BYTES = 32 * 1024 * 1024
 
@@ -104,526 +115,6 @@ class EncodeError(ValueError):
         super().__init__(f"{path}: {reason}" if path else reason)
 
 
-class _Fail(Exception):
-    """Internal: a failure plus the path segments collected on the way out (innermost first)."""
-
-    __slots__ = ("reason", "segs")
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        self.segs: list[str] = []
-
-    def path(self) -> str:
-        return "".join(reversed(self.segs)).lstrip(".")
-
-
-_UNSET = object()  # decoder result: leave the field unset (unknown enum name)
-_MISSING = object()
-
-_STRUCT = "google.protobuf.Struct"
-_VALUE = "google.protobuf.Value"
-_LIST_VALUE = "google.protobuf.ListValue"
-_NULL_VALUE = "google.protobuf.NullValue"
-_TIMESTAMP = "google.protobuf.Timestamp"
-_DURATION = "google.protobuf.Duration"
-_FIELD_MASK = "google.protobuf.FieldMask"
-_EMPTY = "google.protobuf.Empty"
-_ANY = "google.protobuf.Any"
-_WRAPPERS = {
-    "google.protobuf.DoubleValue": "double", "google.protobuf.FloatValue": "float",
-    "google.protobuf.Int64Value": "int64", "google.protobuf.UInt64Value": "uint64",
-    "google.protobuf.Int32Value": "int32", "google.protobuf.UInt32Value": "uint32",
-    "google.protobuf.BoolValue": "bool", "google.protobuf.StringValue": "string",
-    "google.protobuf.BytesValue": "bytes",
-}
-
-_INT_RANGES = {
-    "int32": (-(1 << 31), (1 << 31) - 1), "sint32": (-(1 << 31), (1 << 31) - 1),
-    "sfixed32": (-(1 << 31), (1 << 31) - 1), "uint32": (0, (1 << 32) - 1),
-    "fixed32": (0, (1 << 32) - 1), "int64": (-(1 << 63), (1 << 63) - 1),
-    "sint64": (-(1 << 63), (1 << 63) - 1), "sfixed64": (-(1 << 63), (1 << 63) - 1),
-    "uint64": (0, (1 << 64) - 1), "fixed64": (0, (1 << 64) - 1),
-}
-_FLOAT32_MAX = 3.4028234663852886e38
-
-_INT_STR_RE = re.compile(r"-?[0-9]+\Z", re.ASCII)
-_NUMBER_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z", re.ASCII)
-_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
-_B64_RE = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}\Z", re.ASCII)
-_SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if value is True or value is False:
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return f"number {value!r}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 20 else value[:17] + "..."
-        return f"string {json.dumps(shown)}"
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    return type(value).__name__
-
-
-def _key_seg(key: Any) -> str:
-    try:
-        return "[" + json.dumps(key, ensure_ascii=True) + "]"
-    except (TypeError, ValueError):
-        return f"[{key!r}]"
-
-
-def _check_str(s: str) -> str:
-    if not s.isascii() and _SURROGATE_RE.search(s):
-        raise _Fail("invalid UTF-8 in string (lone surrogate)")
-    return s
-
-
-def _check_key(k: Any) -> str:
-    """Object keys: always strings in JSON (guards callers passing non-JSON dicts)."""
-    if type(k) is not str:
-        raise _Fail(f"object keys must be strings, got {type(k).__name__}")
-    return _check_str(k)
-
-
-# --- scalar decoders: (JSON value, depth) -> in-memory value --------------------------------------
-
-
-def _int_from_str(s: str) -> int:
-    if _INT_STR_RE.match(s):
-        digits = s.lstrip("-").lstrip("0")
-        if len(digits) > 24:
-            raise _Fail("integer out of range")
-        return int(s)
-    if _NUMBER_RE.match(s):
-        try:
-            d = Decimal(s)
-        except InvalidOperation:  # pragma: no cover - the regex admits only valid numbers
-            raise _Fail("expected integer") from None
-        if d.adjusted() > 24:
-            raise _Fail("integer out of range")
-        if d != d.to_integral_value():
-            raise _Fail(f"expected integer, got fractional {_describe(s)}")
-        return int(d)
-    raise _Fail(f"expected integer, got {_describe(s)}")
-
-
-def _int_decoder(type_name: str) -> Callable[[Any, int], Any]:
-    lo, hi = _INT_RANGES[type_name]
-
-    def dec(value: Any, depth: int) -> int:
-        t = type(value)
-        if t is int:
-            v = value
-        elif t is float:
-            if not value.is_integer():
-                raise _Fail(f"expected integer, got fractional {_describe(value)}")
-            v = int(value)
-        elif t is str:
-            v = _int_from_str(value)
-        else:
-            raise _Fail(f"expected integer, got {_describe(value)}")
-        if v < lo or v > hi:
-            raise _Fail(f"integer out of range for {type_name}")
-        return v
-
-    return dec
-
-
-def _float_decoder(type_name: str) -> Callable[[Any, int], Any]:
-    single = type_name == "float"
-
-    def dec(value: Any, depth: int) -> float:
-        t = type(value)
-        if t is float:
-            v = value
-        elif t is int:
-            try:
-                v = float(value)
-            except OverflowError:
-                raise _Fail("number out of range") from None
-        elif t is str:
-            special = _SPECIAL_FLOATS.get(value)
-            if special is not None:
-                return special
-            if not _NUMBER_RE.match(value):
-                raise _Fail(f"expected number, got {_describe(value)}")
-            v = float(value)
-        else:
-            raise _Fail(f"expected number, got {_describe(value)}")
-        if not math.isfinite(v) or (single and abs(v) > _FLOAT32_MAX):
-            raise _Fail(f"number out of range for {type_name}")
-        return v
-
-    return dec
-
-
-def _dec_bool(value: Any, depth: int) -> bool:
-    if value is True or value is False:
-        return value
-    raise _Fail(f"expected boolean, got {_describe(value)}")
-
-
-def _dec_string(value: Any, depth: int) -> str:
-    if type(value) is str:
-        return _check_str(value)
-    raise _Fail(f"expected string, got {_describe(value)}")
-
-
-def _dec_bytes(value: Any, depth: int) -> bytes:
-    if type(value) is not str:
-        raise _Fail(f"expected base64 string, got {_describe(value)}")
-    s = value.rstrip("=")
-    if (not _B64_RE.match(value) or len(s) % 4 == 1
-            or (len(s) != len(value) and (len(value) % 4 or not s))):  # padding only if whole
-        raise _Fail("invalid base64")
-    if "-" in s or "_" in s:
-        s = s.replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise _Fail("invalid base64") from None
-
-
-_SCALAR_DECODERS: dict[str, Callable[[Any, int], Any]] = {
-    **{t: _int_decoder(t) for t in _INT_RANGES},
-    "double": _float_decoder("double"), "float": _float_decoder("float"),
-    "bool": _dec_bool, "string": _dec_string, "bytes": _dec_bytes,
-}
-
-
-def _key_decoder(type_name: str) -> Callable[[str], Any]:
-    """Map keys are always JSON strings; convert per key type."""
-    if type_name == "string":
-        return _check_key
-    if type_name == "bool":
-        def dec_bool_key(key: Any) -> bool:
-            if key == "true":
-                return True
-            if key == "false":
-                return False
-            raise _Fail(f"invalid bool map key {_describe(key)}")
-        return dec_bool_key
-    lo, hi = _INT_RANGES[type_name]
-
-    def dec_int_key(key: Any) -> int:
-        if type(key) is not str or not _INT_STR_RE.match(key) or len(key) > 24:
-            raise _Fail(f"invalid {type_name} map key {_describe(key)}")
-        v = int(key)
-        if v < lo or v > hi:
-            raise _Fail(f"map key out of range for {type_name}")
-        return v
-
-    return dec_int_key
-
-
-# --- well-known type decoders ---------------------------------------------------------------------
-
-
-def _check_json_value(value: Any, depth: int) -> Any:
-    """Validate a decoded JSON value (Struct/Value/ListValue contents); returns it unchanged."""
-    t = type(value)
-    if t is str:
-        return _check_str(value)
-    if value is None or t is bool or t is int:
-        return value
-    if t is float:
-        if not math.isfinite(value):
-            raise _Fail("number out of range")
-        return value
-    if depth > MAX_DEPTH:
-        raise _Fail("JSON value nested too deeply")
-    if t is dict:
-        for k, item in value.items():
-            try:
-                _check_key(k)
-                _check_json_value(item, depth + 1)
-            except _Fail as exc:
-                exc.segs.append(_key_seg(k))
-                raise
-        return value
-    if t is list:
-        for i, item in enumerate(value):
-            try:
-                _check_json_value(item, depth + 1)
-            except _Fail as exc:
-                exc.segs.append(f"[{i}]")
-                raise
-        return value
-    raise _Fail(f"unsupported JSON value {_describe(value)}")
-
-
-def _dec_value(value: Any, depth: int) -> Any:
-    return _check_json_value(value, depth)
-
-
-def _dec_struct(value: Any, depth: int) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise _Fail(f"expected object, got {_describe(value)}")
-    return _check_json_value(value, depth)
-
-
-def _dec_list_value(value: Any, depth: int) -> list[Any]:
-    if type(value) is not list:
-        raise _Fail(f"expected array, got {_describe(value)}")
-    return _check_json_value(value, depth)
-
-
-def _dec_timestamp(value: Any, depth: int) -> str:
-    if type(value) is not str:
-        raise _Fail(f"expected RFC 3339 timestamp string, got {_describe(value)}")
-    try:
-        return wkt.normalize_timestamp(value)
-    except ValueError as exc:
-        raise _Fail(str(exc)) from None
-
-
-def _dec_duration(value: Any, depth: int) -> float:
-    if type(value) is not str:
-        raise _Fail(f'expected duration string "<seconds>s", got {_describe(value)}')
-    try:
-        return wkt.duration_from_parts(*wkt.parse_duration(value))
-    except ValueError as exc:
-        raise _Fail(str(exc)) from None
-
-
-def _dec_field_mask(value: Any, depth: int) -> list[str]:
-    if type(value) is not str:
-        raise _Fail(f"expected field mask string, got {_describe(value)}")
-    try:
-        return wkt.fieldmask_from_json(_check_str(value))
-    except ValueError as exc:
-        raise _Fail(str(exc)) from None
-
-
-def _dec_empty(value: Any, depth: int) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise _Fail(f"expected object, got {_describe(value)}")
-    return {}
-
-
-def _dec_any(value: Any, depth: int) -> Any:
-    raise _Fail("google.protobuf.Any is not supported")
-
-
-_WKT_DECODERS: dict[str, Callable[[Any, int], Any]] = {
-    _STRUCT: _dec_struct, _VALUE: _dec_value, _LIST_VALUE: _dec_list_value,
-    _TIMESTAMP: _dec_timestamp, _DURATION: _dec_duration, _FIELD_MASK: _dec_field_mask,
-    _EMPTY: _dec_empty, _ANY: _dec_any,
-    **{name: _SCALAR_DECODERS[t] for name, t in _WRAPPERS.items()},
-}
-#: In-memory default of a well-known type, for an empty top-level body.
-_WKT_DEFAULTS: dict[str, Any] = {
-    _STRUCT: {}, _VALUE: None, _LIST_VALUE: [], _TIMESTAMP: "1970-01-01T00:00:00Z",
-    _DURATION: 0.0, _FIELD_MASK: [], _EMPTY: {},
-    **{name: ({"bool": False, "string": "", "bytes": b""}.get(t, 0)) for name, t in _WRAPPERS.items()},
-}
-
-
-# --- scalar encoders: in-memory value -> JSON value ----------------------------------------------
-
-
-def _as_int(value: Any) -> int:
-    t = type(value)
-    if t is int:
-        return value
-    if t is float and value.is_integer():
-        return int(value)
-    if t is not bool and isinstance(value, int):  # IntEnum and friends
-        return int(value)
-    raise _Fail(f"expected int, got {type(value).__name__} {value!r:.40}")
-
-
-def _int_encoder(type_name: str) -> Callable[[Any, int], Any]:
-    lo, hi = _INT_RANGES[type_name]
-    as_string = type_name in ("int64", "uint64", "fixed64", "sint64", "sfixed64")
-
-    def enc(value: Any, depth: int) -> Any:
-        v = _as_int(value)
-        if v < lo or v > hi:
-            raise _Fail(f"integer {v} out of range for {type_name}")
-        return str(v) if as_string else v
-
-    return enc
-
-
-def _float_encoder(type_name: str) -> Callable[[Any, int], Any]:
-    def enc(value: Any, depth: int) -> Any:
-        t = type(value)
-        if t is float:
-            v = value
-        elif t is int or (t is not bool and isinstance(value, (int, float))):
-            try:
-                v = float(value)
-            except OverflowError:
-                raise _Fail(f"number out of range for {type_name}") from None
-        else:
-            raise _Fail(f"expected float, got {type(value).__name__}")
-        if math.isfinite(v):
-            return v
-        if math.isnan(v):
-            return "NaN"
-        return "Infinity" if v > 0 else "-Infinity"
-
-    return enc
-
-
-def _enc_bool(value: Any, depth: int) -> bool:
-    if value is True or value is False:
-        return value
-    raise _Fail(f"expected bool, got {type(value).__name__}")
-
-
-def _enc_string(value: Any, depth: int) -> str:
-    if type(value) is str:
-        return value
-    if isinstance(value, str):
-        return str(value)
-    raise _Fail(f"expected str, got {type(value).__name__}")
-
-
-def _enc_bytes(value: Any, depth: int) -> str:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(value).decode("ascii")
-    raise _Fail(f"expected bytes, got {type(value).__name__}")
-
-
-_SCALAR_ENCODERS: dict[str, Callable[[Any, int], Any]] = {
-    **{t: _int_encoder(t) for t in _INT_RANGES},
-    "double": _float_encoder("double"), "float": _float_encoder("float"),
-    "bool": _enc_bool, "string": _enc_string, "bytes": _enc_bytes,
-}
-
-
-def _key_encoder(type_name: str) -> Callable[[Any], str]:
-    if type_name == "string":
-        def enc_str_key(key: Any) -> str:
-            if isinstance(key, str):
-                return str(key)
-            raise _Fail(f"map key must be str, got {type(key).__name__}")
-        return enc_str_key
-    if type_name == "bool":
-        def enc_bool_key(key: Any) -> str:
-            if key is True or key is False:
-                return "true" if key else "false"
-            raise _Fail(f"map key must be bool, got {type(key).__name__}")
-        return enc_bool_key
-    lo, hi = _INT_RANGES[type_name]
-
-    def enc_int_key(key: Any) -> str:
-        v = _as_int(key)
-        if v < lo or v > hi:
-            raise _Fail(f"map key {v} out of range for {type_name}")
-        return str(v)
-
-    return enc_int_key
-
-
-# --- well-known type encoders ---------------------------------------------------------------------
-
-
-def _json_value_out(value: Any, depth: int) -> Any:
-    """Validated copy of a JSON-like value (tuples become lists)."""
-    t = type(value)
-    if value is None or t is str or t is bool or t is int:
-        return value
-    if t is float:
-        if not math.isfinite(value):
-            raise _Fail("a JSON value cannot be NaN or Infinity")
-        return value
-    if depth > MAX_DEPTH:
-        raise _Fail("JSON value nested too deeply")
-    if t is dict or isinstance(value, Mapping):
-        out = {}
-        for k, item in value.items():
-            if not isinstance(k, str):
-                raise _Fail(f"object keys must be str, got {type(k).__name__}")
-            try:
-                out[str(k)] = _json_value_out(item, depth + 1)
-            except _Fail as exc:
-                exc.segs.append(_key_seg(k))
-                raise
-        return out
-    if t is list or t is tuple:
-        items = []
-        for i, item in enumerate(value):
-            try:
-                items.append(_json_value_out(item, depth + 1))
-            except _Fail as exc:
-                exc.segs.append(f"[{i}]")
-                raise
-        return items
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return _json_value_out(float(value), depth)
-    if isinstance(value, str):
-        return str(value)
-    raise _Fail(f"{type(value).__name__} is not a JSON value")
-
-
-def _enc_struct(value: Any, depth: int) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _Fail(f"Struct must be a dict, got {type(value).__name__}")
-    return _json_value_out(value, depth)
-
-
-def _enc_list_value(value: Any, depth: int) -> list[Any]:
-    if not isinstance(value, (list, tuple)):
-        raise _Fail(f"ListValue must be a list, got {type(value).__name__}")
-    return _json_value_out(value, depth)
-
-
-def _enc_timestamp(value: Any, depth: int) -> str:
-    try:
-        if isinstance(value, str):
-            return wkt.normalize_timestamp(value)
-        if isinstance(value, datetime):
-            return wkt.timestamp_from_datetime(value)
-    except ValueError as exc:
-        raise _Fail(str(exc)) from None
-    raise _Fail(f"Timestamp must be an RFC 3339 str or datetime, got {type(value).__name__}")
-
-
-def _enc_duration(value: Any, depth: int) -> str:
-    try:
-        return wkt.format_duration(*wkt.duration_to_parts(value))
-    except ValueError as exc:
-        raise _Fail(str(exc)) from None
-
-
-def _enc_field_mask(value: Any, depth: int) -> str:
-    if not isinstance(value, (list, tuple)):
-        raise _Fail(f"FieldMask must be a list of paths, got {type(value).__name__}")
-    try:
-        return wkt.fieldmask_to_json(value)
-    except ValueError as exc:
-        raise _Fail(str(exc)) from None
-
-
-def _enc_empty(value: Any, depth: int) -> dict[str, Any]:
-    if not isinstance(value, Mapping) or value:
-        raise _Fail("Empty must be {}")
-    return {}
-
-
-def _enc_any(value: Any, depth: int) -> Any:
-    raise _Fail("google.protobuf.Any is not supported")
-
-
-_WKT_ENCODERS: dict[str, Callable[[Any, int], Any]] = {
-    _STRUCT: _enc_struct, _VALUE: _json_value_out, _LIST_VALUE: _enc_list_value,
-    _TIMESTAMP: _enc_timestamp, _DURATION: _enc_duration, _FIELD_MASK: _enc_field_mask,
-    _EMPTY: _enc_empty, _ANY: _enc_any,
-    **{name: _SCALAR_ENCODERS[t] for name, t in _WRAPPERS.items()},
-}
-
 # Field kinds in an encode plan.
 _K_PRESENCE = 0  # message / optional / oneof member: emitted only when set
 _K_SCALAR = 1  # implicit presence: emit the default when absent
@@ -650,9 +141,9 @@ class _MessagePlan:
 
     def _decode(self, obj: Any, depth: int) -> dict[str, Any]:
         if type(obj) is not dict:
-            raise _Fail(f"expected object for {self.name}, got {_describe(obj)}")
+            raise Fail(f"expected object for {self.name}, got {describe(obj)}")
         if depth > MAX_DEPTH:
-            raise _Fail("message nested too deeply")
+            raise Fail("message nested too deeply")
         out: dict[str, Any] = {}
         lookup = self.lookup
         for key, value in obj.items():
@@ -665,10 +156,10 @@ class _MessagePlan:
                 continue
             try:
                 v = dec(value, depth + 1)
-            except _Fail as exc:
+            except Fail as exc:
                 exc.segs.append("." + name)
                 raise
-            if v is _UNSET or (drop == 1 and not v) or (drop == 2 and not v and
+            if v is UNSET or (drop == 1 and not v) or (drop == 2 and not v and
                                                          math.copysign(1.0, v) > 0):
                 out.pop(name, None)
                 continue
@@ -679,22 +170,22 @@ class _MessagePlan:
 
     def _encode(self, msg: Any, depth: int) -> dict[str, Any]:
         if type(msg) is not dict and not isinstance(msg, Mapping):
-            raise _Fail(f"expected dict for {self.name}, got {type(msg).__name__}")
+            raise Fail(f"expected dict for {self.name}, got {type(msg).__name__}")
         if depth > MAX_DEPTH:
-            raise _Fail("message nested too deeply")
+            raise Fail("message nested too deeply")
         out: dict[str, Any] = {}
         seen = 0
         get = msg.get
         for name, json_name, enc, kind, default in self.fields:
-            value = get(name, _MISSING)
-            if value is _MISSING:
+            value = get(name, MISSING)
+            if value is MISSING:
                 pass
             else:
                 seen += 1
                 if value is not None or kind == _K_VALUE:
                     try:
                         out[json_name] = enc(value, depth + 1)
-                    except _Fail as exc:
+                    except Fail as exc:
                         exc.segs.append("." + name)
                         raise
                     continue
@@ -707,11 +198,11 @@ class _MessagePlan:
         if seen != len(msg):
             unknown = sorted(str(k) for k in msg if not isinstance(k, str) or k not in
                              {f[0] for f in self.fields})
-            raise _Fail(f"unknown field(s) for {self.name}: {', '.join(unknown)}")
+            raise Fail(f"unknown field(s) for {self.name}: {', '.join(unknown)}")
         for members in self.oneofs:
             present = [m for m in members if get(m) is not None]  # None = unset
             if len(present) > 1:
-                raise _Fail(f"more than one member of a oneof is set: {', '.join(present)}")
+                raise Fail(f"more than one member of a oneof is set: {', '.join(present)}")
         return out
 
 
@@ -741,8 +232,8 @@ class _Codec:
 
     def _message_coders(self, type_name: str) -> tuple[Callable[[Any, int], Any],
                                                        Callable[[Any, int], Any]]:
-        if type_name in _WKT_DECODERS:
-            return _WKT_DECODERS[type_name], _WKT_ENCODERS[type_name]
+        if type_name in WKT_DECODERS:
+            return WKT_DECODERS[type_name], WKT_ENCODERS[type_name]
         resolved: list[_MessagePlan] = []
 
         def plan() -> _MessagePlan:
@@ -757,19 +248,19 @@ class _Codec:
         enum = self.schema.enum(type_name)
         values = enum.values
         by_number = enum.by_number
-        is_null = type_name == _NULL_VALUE
+        is_null = type_name == NULL_VALUE
 
         def dec(value: Any, depth: int) -> Any:
             t = type(value)
             if t is str:
                 n = values.get(value)
-                return _UNSET if n is None else n  # unknown name: leave unset (§9)
+                return UNSET if n is None else n  # unknown name: leave unset (§9)
             if t is int or (t is float and value.is_integer()):
                 n = int(value)
                 if -(1 << 31) <= n < (1 << 31):
                     return n
-                raise _Fail("enum number out of int32 range")
-            raise _Fail(f"expected {enum.name} name or number, got {_describe(value)}")
+                raise Fail("enum number out of int32 range")
+            raise Fail(f"expected {enum.name} name or number, got {describe(value)}")
 
         def enc(value: Any, depth: int) -> Any:
             if is_null:
@@ -777,10 +268,10 @@ class _Codec:
             if type(value) is str:
                 if value in values:
                     return value
-                raise _Fail(f"unknown {enum.name} value {value!r}")
-            n = _as_int(value)
+                raise Fail(f"unknown {enum.name} value {value!r}")
+            n = as_int(value)
             if not -(1 << 31) <= n < (1 << 31):
-                raise _Fail("enum number out of int32 range")
+                raise Fail("enum number out of int32 range")
             return by_number.get(n, n)
 
         return dec, enc
@@ -793,13 +284,13 @@ class _Codec:
         if ftype == "enum":
             assert type_name is not None
             return self._enum_coders(type_name)
-        return _SCALAR_DECODERS[ftype], _SCALAR_ENCODERS[ftype]
+        return SCALAR_DECODERS[ftype], SCALAR_ENCODERS[ftype]
 
     def _build(self, name: str) -> _MessagePlan:
         schema = self.schema
-        if name in _WKT_DECODERS:
+        if name in WKT_DECODERS:
             plan = _MessagePlan(name)
-            plan.decode, plan.encode = _WKT_DECODERS[name], _WKT_ENCODERS[name]
+            plan.decode, plan.encode = WKT_DECODERS[name], WKT_ENCODERS[name]
             return plan
         md = schema.message(name)
         plan = _MessagePlan(md.full_name)
@@ -809,18 +300,18 @@ class _Codec:
                 entry = schema.message(f.type_name or "")
                 vf = entry.by_number[2]
                 vdec, venc = self._single_coders(vf.type, vf.type_name)
-                dec = _map_decoder(_key_decoder(f.map_key_type or ""), vdec,
-                                   vf.type_name == _VALUE)
-                enc = _map_encoder(_key_encoder(f.map_key_type or ""), venc)
+                dec = _map_decoder(key_decoder(f.map_key_type or ""), vdec,
+                                   vf.type_name == VALUE)
+                enc = _map_encoder(key_encoder(f.map_key_type or ""), venc)
                 kind, drop, default = _K_MAP, 1, None
             elif f.is_list:
                 edec, eenc = self._single_coders(f.type, f.type_name)
-                dec = _list_decoder(edec, f.type_name == _VALUE)
+                dec = _list_decoder(edec, f.type_name == VALUE)
                 enc = _list_encoder(eenc)
                 kind, drop, default = _K_LIST, 1, None
             else:
                 dec, enc = self._single_coders(f.type, f.type_name)
-                if f.type_name == _VALUE:
+                if f.type_name == VALUE:
                     null_ok = True
                     kind, drop, default = _K_VALUE, 0, None
                 elif f.has_presence:
@@ -840,10 +331,10 @@ class _Codec:
     def _default_json(self, ftype: str, type_name: str | None) -> Any:
         if ftype == "enum":
             assert type_name is not None
-            if type_name == _NULL_VALUE:
+            if type_name == NULL_VALUE:
                 return None
             return self.schema.enum(type_name).by_number.get(0, 0)
-        if ftype in ("int64", "uint64", "fixed64", "sint64", "sfixed64"):
+        if ftype in INT64_TYPES:
             return "0"
         return {"double": 0, "float": 0, "bool": False, "string": "", "bytes": ""}.get(ftype, 0)
 
@@ -851,17 +342,17 @@ class _Codec:
 def _list_decoder(elem: Callable[[Any, int], Any], null_ok: bool) -> Callable[[Any, int], Any]:
     def dec(value: Any, depth: int) -> list[Any]:
         if type(value) is not list:
-            raise _Fail(f"expected array, got {_describe(value)}")
+            raise Fail(f"expected array, got {describe(value)}")
         out = []
         for i, item in enumerate(value):
             try:
                 if item is None and not null_ok:
-                    raise _Fail("null is not allowed in a repeated field")
+                    raise Fail("null is not allowed in a repeated field")
                 v = elem(item, depth)
-            except _Fail as exc:
+            except Fail as exc:
                 exc.segs.append(f"[{i}]")
                 raise
-            if v is not _UNSET:
+            if v is not UNSET:
                 out.append(v)
         return out
 
@@ -871,12 +362,12 @@ def _list_decoder(elem: Callable[[Any, int], Any], null_ok: bool) -> Callable[[A
 def _list_encoder(elem: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
     def enc(value: Any, depth: int) -> list[Any]:
         if not isinstance(value, (list, tuple)):
-            raise _Fail(f"repeated field must be a list, got {type(value).__name__}")
+            raise Fail(f"repeated field must be a list, got {type(value).__name__}")
         out = []
         for i, item in enumerate(value):
             try:
                 out.append(elem(item, depth))
-            except _Fail as exc:
+            except Fail as exc:
                 exc.segs.append(f"[{i}]")
                 raise
         return out
@@ -888,18 +379,18 @@ def _map_decoder(key: Callable[[str], Any], val: Callable[[Any, int], Any],
                  null_ok: bool) -> Callable[[Any, int], Any]:
     def dec(value: Any, depth: int) -> dict[Any, Any]:
         if type(value) is not dict:
-            raise _Fail(f"expected object, got {_describe(value)}")
+            raise Fail(f"expected object, got {describe(value)}")
         out = {}
         for k, item in value.items():
             try:
                 kk = key(k)
                 if item is None and not null_ok:
-                    raise _Fail("null is not allowed as a map value")
+                    raise Fail("null is not allowed as a map value")
                 v = val(item, depth)
-            except _Fail as exc:
-                exc.segs.append(_key_seg(k))
+            except Fail as exc:
+                exc.segs.append(key_seg(k))
                 raise
-            if v is not _UNSET:
+            if v is not UNSET:
                 out[kk] = v
         return out
 
@@ -909,13 +400,13 @@ def _map_decoder(key: Callable[[str], Any], val: Callable[[Any, int], Any],
 def _map_encoder(key: Callable[[Any], str], val: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
     def enc(value: Any, depth: int) -> dict[str, Any]:
         if not isinstance(value, Mapping):
-            raise _Fail(f"map field must be a dict, got {type(value).__name__}")
+            raise Fail(f"map field must be a dict, got {type(value).__name__}")
         out = {}
         for k, item in value.items():
             try:
                 out[key(k)] = val(item, depth)
-            except _Fail as exc:
-                exc.segs.append(_key_seg(k))
+            except Fail as exc:
+                exc.segs.append(key_seg(k))
                 raise
         return out
 
@@ -937,11 +428,12 @@ def from_json(schema: Schema, message_name: str, obj: Any) -> Any:
     in-memory form. Raises :class:`DecodeError` (never anything else) on bad input.
 
     For an ordinary message the result is a dict; for a well-known type at the top level, its
-    in-memory form (e.g. a string for ``google.protobuf.Timestamp``)."""
+    in-memory form (e.g. a string for ``google.protobuf.Timestamp``). An unknown
+    ``message_name`` is a programming error: ``KeyError``."""
     plan = _codec(schema).plan(message_name)
     try:
         return plan.decode(obj, 0)
-    except _Fail as exc:
+    except Fail as exc:
         raise DecodeError(exc.reason, exc.path()) from None
     except RecursionError:
         raise DecodeError("input nested too deeply") from None
@@ -953,7 +445,7 @@ def to_json(schema: Schema, message_name: str, msg: Any) -> Any:
     plan = _codec(schema).plan(message_name)
     try:
         return plan.encode(msg, 0)
-    except _Fail as exc:
+    except Fail as exc:
         raise EncodeError(exc.reason, exc.path()) from None
     except RecursionError:
         raise EncodeError("value nested too deeply") from None
@@ -975,8 +467,8 @@ def from_json_bytes(schema: Schema, message_name: str, data: bytes | bytearray |
         raise DecodeLimitError(f"message larger than {max_bytes} bytes")
     if len(data) == 0:
         name = _codec(schema).plan(message_name).name
-        default = _WKT_DEFAULTS.get(name, _MISSING)
-        return {} if default is _MISSING else (default.copy() if isinstance(default, (dict, list))
+        default = WKT_DEFAULTS.get(name, MISSING)
+        return {} if default is MISSING else (default.copy() if isinstance(default, (dict, list))
                                                else default)
     try:
         text = str(data, "utf-8")

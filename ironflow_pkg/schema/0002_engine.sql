@@ -84,6 +84,7 @@ CREATE TABLE runs (
     parent_step_id     TEXT NOT NULL DEFAULT '',
     actor_id           TEXT NOT NULL DEFAULT '',
     concurrency_key    TEXT NOT NULL DEFAULT '',
+    throttle_key       TEXT NOT NULL DEFAULT '',
     timeout_at         REAL,
     cancellation_cause TEXT NOT NULL DEFAULT '',
     resume_from_step   TEXT NOT NULL DEFAULT '',
@@ -144,3 +145,26 @@ CREATE TABLE topic_messages (
 );
 CREATE UNIQUE INDEX topic_messages_idempotency ON topic_messages (env_id, topic, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+
+-- Cron ticks fired, keyed by (function, trigger index, fire time): a tick fires at most once,
+-- even across restarts (features.md §2.3).
+CREATE TABLE cron_ticks (
+    env_id        TEXT NOT NULL,
+    function_id   TEXT NOT NULL,
+    trigger_index INTEGER NOT NULL,
+    fire_time     TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    PRIMARY KEY (env_id, function_id, trigger_index, fire_time)
+);
+
+-- Armed debounce lanes (features.md §2.6); they survive restarts.
+CREATE TABLE debounce_lanes (
+    env_id           TEXT NOT NULL,
+    function_id      TEXT NOT NULL,
+    lane_key         TEXT NOT NULL,
+    function_version INTEGER NOT NULL,
+    event_id         TEXT NOT NULL,
+    armed_at         REAL NOT NULL,
+    fires_at         REAL NOT NULL,
+    PRIMARY KEY (env_id, function_id, lane_key)
+);
