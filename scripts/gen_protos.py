@@ -235,12 +235,20 @@ def main(argv: list[str] | None = None) -> int:
                 stale.append(rel)
         elif _write_if_changed(path, text):
             print(f"wrote {os.path.relpath(path, ROOT)}")
-    # The compact cache of the parsed descriptors (see descriptors.load_schema).
+    # The compact cache of the parsed descriptors (see descriptors.load_schema), built from the
+    # sources as they are after generation (so --check does not trip over a stale file).
     sys.path.insert(0, ROOT)
     from ironflow_pkg.proto import descriptors
 
+    expected = {rel: text for rel, text in descriptors.read_proto_sources(args.out).items()
+                if rel not in stale}
+    expected.update(outputs)
     cache_path = os.path.join(args.out, descriptors.CACHE_FILE)
-    cache_text = descriptors.build_cache_text(args.out)
+    try:
+        cache_text = descriptors.build_cache_text(sources=expected)
+    except descriptors.SchemaError as exc:
+        print(f"schema error: {exc}", file=sys.stderr)
+        return 1
     if args.check:
         try:
             with open(cache_path, encoding="utf-8") as f:

@@ -185,6 +185,36 @@ def test_generated_protos_are_up_to_date_and_deterministic():
             assert parser.default_json_name(m.group(1)) != m.group(2)
 
 
+@pytest.mark.skipif(not HAVE_SPEC, reason=NO_SPEC)
+@pytest.mark.skipif(os.environ.get("IRONFLOW_TEST_PYZ") == "1", reason="checks the source tree")
+def test_gen_protos_cli(tmp_path, capsys):
+    import shutil
+
+    gen = _gen()
+    shutil.copytree(os.path.join(ROOT, "ironflow_pkg", "proto", "google"), tmp_path / "google")
+    stale = tmp_path / "ironflow" / "v1" / "retired.proto"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(gen.HEADER + 'syntax = "proto3";\n')
+    hand_written = tmp_path / "ironflow" / "v1" / "extra.proto"
+    hand_written.write_text('syntax = "proto3";\npackage ironflow.v1;\nmessage HandWritten {}\n')
+    args = ["--spec", SPEC, "--out", str(tmp_path)]
+    assert gen.main(args + ["--check"]) == 1
+    assert "retired.proto" in capsys.readouterr().err
+    assert gen.main(args) == 0
+    assert not stale.exists() and hand_written.exists()  # only its own files are removed
+    hand_written.unlink()
+    assert gen.main(args) == 0
+    written = descriptors.read_proto_sources(str(tmp_path))
+    assert written == descriptors.read_proto_sources()
+    shipped_cache = os.path.join(ROOT, "ironflow_pkg", "proto", descriptors.CACHE_FILE)
+    with open(shipped_cache, encoding="utf-8") as f:
+        assert (tmp_path / descriptors.CACHE_FILE).read_text(encoding="utf-8") == f.read()
+    assert gen.main(args + ["--check"]) == 0
+    (tmp_path / "ironflow" / "v1" / "query.proto").write_text("// edited by hand\n")
+    assert gen.main(args + ["--check"]) == 1
+    assert gen.main(["--spec", str(tmp_path / "missing.txt")]) == 2
+
+
 @pytest.mark.skipif(os.environ.get("IRONFLOW_TEST_PYZ") == "1", reason="checks the source tree")
 def test_schema_cache_is_current():
     path = os.path.join(ROOT, "ironflow_pkg", "proto", descriptors.CACHE_FILE)
