@@ -101,6 +101,7 @@ class EngineRoutes:
         r.add("GET", "/api/v1/functions", self.list_functions)
         r.add("GET", "/api/v1/runs", self.list_runs)
         r.add("GET", "/api/v1/runs/{id}", self.get_run)
+        r.add("POST", "/api/v1/runs/{id}/rerun", self.rerun)
         r.add("GET", "/api/v1/debounce/entries", self.debounce_entries)
         r.add("DELETE", "/api/v1/debounce/entries/{env}/{fn}/{key}", self.cancel_debounce)
         app.features.update({"functions", "runs", "events", "pull-rest"})
@@ -296,6 +297,11 @@ class EngineRoutes:
         steps = await self.engine.run_steps(env, p["id"])
         return json_response({**run_rest(run), "steps": [step_rest(run.id, s) for s in steps]})
 
+
+    async def rerun(self, req: HttpRequest, p: dict[str, str]) -> Response:
+        from .runops import rerun
+        run = await rerun(self.engine, env_of(req), p["id"], emitted_by(req))
+        return json_response(run_rest(run), 201)
 
     async def debounce_entries(self, req: HttpRequest, p: dict[str, str]) -> Response:
         return json_response([lane_view(lane, period)

@@ -5,8 +5,14 @@ calls and engine state back to messages. One service layer: these call the same
 from __future__ import annotations
 
 import asyncio
+import json
+import platform
+import time
 from typing import Any
 
+from . import runops
+from .config import VERSION
+from .jsonutil import now_ts
 from .api_engine import emitted_by, env_of, list_runs
 from .connect import ConnectRouter, payload, set_payload
 from .engine import Engine
@@ -92,12 +98,15 @@ def _status_name(v: Any) -> str:
 class IronflowService:
     def __init__(self, router: ConnectRouter, engine: Engine) -> None:
         self.e = engine
+        self.started_at = now_ts()
         add = router.add
         svc = "IronflowService"
         for name in ("RegisterFunction", "GetFunction", "ListFunctions", "UpdateFunctionStatus",
                      "DeleteFunction", "Emit", "Trigger", "TriggerBatch", "TriggerSync",
                      "InvokeFunction", "InvokeFunctionSync", "GetRun", "ListRuns", "GetRunSteps",
-                     "CancelRun", "PauseRun", "ResumeRun"):
+                     "CancelRun", "PauseRun", "ResumeRun", "InjectStepOutput", "PatchStep",
+                     "GetPausedState", "DeleteRun", "DeleteRuns", "ListFunctionHistory",
+                     "GetFunctionAtVersion", "RollbackFunction", "Health", "Info"):
             add(svc, name, getattr(self, name))
 
     # -- functions --------------------------------------------------------------------------------
@@ -252,6 +261,73 @@ class IronflowService:
     async def ResumeRun(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
         run = await self.e.resume(env_of(req), str(m.get("run_id") or ""), str(m.get("from_step") or ""))
         return run_msg(run)
+
+
+    # -- operator actions -------------------------------------------------------------------------
+
+    async def InjectStepOutput(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        raw = m.get("new_output") or b""
+        try:
+            value = json.loads(raw) if raw else None
+        except ValueError:
+            raise ApiError("invalid_argument", "new_output: must be JSON text") from None
+        prev = await runops.inject_step_output(self.e, env_of(req), str(m.get("run_id") or ""),
+                                               str(m.get("step_id") or ""), value,
+                                               str(m.get("reason") or ""), emitted_by(req))
+        out: dict[str, Any] = {"step_id": str(m.get("step_id") or "")}
+        if prev is not None:
+            out["previous_output"] = json.dumps(prev).encode()
+        return out
+
+    async def PatchStep(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        run, step = await runops.patch_step(self.e, env_of(req), str(m.get("step_id") or ""),
+                                            payload(m, "output"), str(m.get("reason") or ""),
+                                            emitted_by(req))
+        return step_msg(run.id, step)
+
+    async def GetPausedState(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        return await runops.paused_state(self.e, env_of(req), str(m.get("run_id") or ""))
+
+    async def DeleteRun(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        await runops.delete_run(self.e, env_of(req), str(m.get("id") or ""))
+        return {}
+
+    async def DeleteRuns(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        status = NUMBER_RUN_STATUS[m["status"]].value if m.get("status") in NUMBER_RUN_STATUS else ""
+        n = await runops.delete_matching_runs(self.e, env_of(req), str(m.get("function_id") or ""),
+                                              status, m.get("until"))
+        return {"deleted": n}
+
+    async def ListFunctionHistory(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        return await runops.function_history(self.e, env_of(req), str(m.get("function_id") or ""),
+                                             m.get("limit") or 50, m.get("from_version") or 0)
+
+    async def GetFunctionAtVersion(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        return {"entry": await runops.function_at_version(self.e, env_of(req),
+                                                          str(m.get("function_id") or ""),
+                                                          m.get("version") or 0)}
+
+    async def RollbackFunction(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        fd = await runops.rollback_function(self.e, env_of(req), str(m.get("function_id") or ""),
+                                            m.get("version") or 0, str(m.get("change_reason") or ""),
+                                            emitted_by(req))
+        return {"function": fd.proto(self.e.next_run(fd))}
+
+    async def Health(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        alive = self.e.journal.alive
+        sched = time.monotonic() - self.e.last_tick < 5.0
+        comp = {"database": {"status": "healthy" if alive else "unhealthy"},
+                "scheduler": {"status": "healthy" if sched else "unhealthy"},
+                "dispatcher": {"status": "healthy" if sched else "unhealthy"}}
+        return {"status": "healthy" if alive and sched else "unhealthy", "timestamp": now_ts(),
+                "components": comp}
+
+    async def Info(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        env = env_of(req)
+        return {"version": VERSION, "go_version": f"python {platform.python_version()}",
+                "started_at": self.started_at, "function_count": len(self.e.list_functions(env)),
+                "active_runs": sum(1 for r in self.e.runs.values() if r.env_id == env),
+                "connected_workers": sum(1 for (e, _) in self.e.workers if e == env)}
 
 
 def _sync_timeout(ms: Any) -> float:
