@@ -13,7 +13,7 @@ from typing import Any
 from .app import App, json_response, query_params
 from .engine import Engine, event_wire
 from .flowcontrol import lane_view
-from .errors import ApiError
+from .errors import STATUS_CODE, ApiError
 from .jsonutil import loads, parse_ts
 from .runs import RunStatus, run_from_row, run_rest, step_rest
 from .server import HttpRequest, Response
@@ -86,6 +86,8 @@ class EngineRoutes:
     def __init__(self, app: App, engine: Engine) -> None:
         self.app = app
         self.engine = engine
+        #: Test faults (IRONFLOW_TEST_FAULTS report_status): statuses for the next terminal reports.
+        self.report_faults: list[int] = []
         r = app.router
         for verb in ("POST", "PUT"):
             r.add(verb, "/api/v1/workers/{wid}/register", self.register)
@@ -141,7 +143,11 @@ class EngineRoutes:
         return json_response({"status": "acked"})
 
     async def update(self, req: HttpRequest, p: dict[str, str]) -> Response:
-        await self.engine.report(env_of(req), p["wid"], p["job"], read_object(req))
+        body = read_object(req)
+        if self.report_faults and body.get("status") != "progress":
+            status = self.report_faults.pop(0)
+            raise ApiError(STATUS_CODE.get(status, "unavailable"), "injected test fault", status=status)
+        await self.engine.report(env_of(req), p["wid"], p["job"], body)
         return json_response({"status": "ok"})
 
     # -- events -----------------------------------------------------------------------------------

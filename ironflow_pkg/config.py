@@ -7,6 +7,7 @@ gets typed values and a bad setting stops the start with a message naming the va
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -90,6 +91,8 @@ class Settings:
     max_connections: int = 2048
     #: Shutdown grace for in-flight requests (features.md §17).
     shutdown_grace: float = 10.0
+    #: Test-only fault injection (acceptance.md, Conventions): a JSON object, never in production.
+    test_faults: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, for the start-up log line."""
@@ -129,7 +132,21 @@ _ENV: dict[str, tuple[str, Any]] = {
     "IRONFLOW_INTEGRITY_CHECK": ("integrity_check", parse_bool),
     "IRONFLOW_IDLE_TIMEOUT": ("idle_timeout", parse_duration),
     "IRONFLOW_MAX_CONNECTIONS": ("max_connections", lambda v, n: parse_int(v, n, 1)),
+    "IRONFLOW_TEST_FAULTS": ("test_faults", lambda v, n: parse_faults(v, n)),
 }
+
+
+def parse_faults(value: str, name: str) -> dict[str, Any]:
+    try:
+        faults = json.loads(value)
+    except ValueError:
+        raise ConfigError(f"{name}: must be a JSON object") from None
+    if not isinstance(faults, dict):
+        raise ConfigError(f"{name}: must be a JSON object")
+    rs = faults.get("report_status", [])
+    if not isinstance(rs, list) or not all(isinstance(x, int) and 400 <= x <= 599 for x in rs):
+        raise ConfigError(f"{name}: report_status must be a list of HTTP error statuses")
+    return faults
 
 
 def _call(parser: Any, value: str, name: str) -> Any:

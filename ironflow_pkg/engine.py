@@ -112,6 +112,9 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self.last_tick = 0.0
         self.flow = FlowControl()
+        #: Resolves a function's declared secrets at dispatch: the values, or the name of the
+        #: first missing one. The secrets store installs its own.
+        self.secrets: Callable[[str, list[str]], Any] = self._no_secret_store
 
     # == lifecycle =================================================================================
 
@@ -722,8 +725,7 @@ class Engine:
         return run
 
     async def poll(self, env: str, wid: str, available: int, wait: float,
-                   gone: asyncio.Event | None = None,
-                   resolve_secrets: Callable[[Run], Any] | None = None) -> tuple[list[dict[str, Any]], float]:
+                   gone: asyncio.Event | None = None) -> tuple[list[dict[str, Any]], float]:
         """Long poll (worker-protocol.md §2.5). Returns (assignments, seconds held)."""
         s = self.session(env, wid)
         wait = max(0.0, min(wait, self.poll_max_wait))
@@ -741,9 +743,25 @@ class Engine:
             if picked:
                 jobs = []
                 for run in picked:
-                    sec = await resolve_secrets(run) if resolve_secrets else None
-                    jobs.append(self.assignment(run, sec))
+                    fd = self.functions.get((run.env_id, run.function_id))
+                    names = fd.config["secrets"] if fd is not None else []
+                    values = None
+                    if names:
+                        values = await self.secrets(run.env_id, names)
+                        if isinstance(values, str):  # the name of a missing secret
+                            # features.md §2.9 Decision: a missing secret fails the run.
+                            self._finish(run, S.FAILED, error={
+                                "message": f"secret not found: {values}", "code": "SECRET_NOT_FOUND",
+                                "retryable": False})
+                            continue
+                    jobs.append(self.assignment(run, values))
                 await self._persist(runs=picked)
+                if gone is not None and gone.is_set() and jobs:
+                    # §2.5 rule 6: the poller left before the answer could reach it.
+                    await self._unassign([r for r in picked if r.status == S.RUNNING])
+                    return [], time.monotonic() - started
+                if not jobs:
+                    continue
                 return jobs, time.monotonic() - started
             left = deadline - time.monotonic()
             if left <= 0 or (gone is not None and gone.is_set()):
@@ -760,6 +778,19 @@ class Engine:
                     t.cancel()
                 self._pollers[env].discard(ev)
             s = self.session(env, wid)
+
+    async def _unassign(self, runs: list[Run]) -> None:
+        """Undo assignments nobody received: the fences die, the segments queue again."""
+        for run in runs:
+            self._end_segment(run)
+            run.transition(S.WAITING_FOR_CAPACITY)
+            self._enqueue(run)
+        await self._persist(runs=runs)
+
+    @staticmethod
+    async def _no_secret_store(env: str, names: list[str]) -> dict[str, str] | str:
+        """Without a secrets store every declared secret is missing: the first name."""
+        return names[0]
 
     # == fenced calls ==============================================================================
 

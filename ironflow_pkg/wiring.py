@@ -6,7 +6,10 @@ routes and lifecycle hooks here, so imports keep pointing downwards.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from typing import Any
 
 from .api_engine import EngineRoutes
 from .app import App
@@ -35,9 +38,28 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
             return ("scheduler", "engine scheduler has not ticked recently")
         return None
     app.ready_checks.append(scheduler_ready)
-    EngineRoutes(app, engine)
+    routes = EngineRoutes(app, engine)
+    if settings.test_faults:
+        install_faults(app, engine, routes, settings.test_faults)
     rpc = ConnectRouter()
     IronflowService(rpc, engine)
     PubSubPublish(rpc, app.journal)
     app.connect_handler = rpc
     return app
+
+
+def install_faults(app: App, engine: Engine, routes: EngineRoutes, faults: dict[str, Any]) -> None:
+    """Test-only fault injection (acceptance.md, Conventions). Unknown keys are ignored."""
+    logging.getLogger("ironflow.faults").warning("IRONFLOW_TEST_FAULTS is set: test faults active",
+                                                 extra={"fields": {"faults": faults}})
+    routes.report_faults = [int(s) for s in faults.get("report_status") or []]
+    after = faults.get("drop_worker_sessions_after_s")
+    if isinstance(after, (int, float)) and after >= 0:
+        async def drop() -> None:
+            await asyncio.sleep(after)
+            engine.workers.clear()
+            logging.getLogger("ironflow.faults").warning("worker sessions dropped (test fault)")
+
+        async def start() -> None:
+            app._fault_task = asyncio.create_task(drop())  # type: ignore[attr-defined]
+        app.on_start.append(start)
