@@ -20,6 +20,8 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
+from .parser import default_json_name
+
 __all__ = [
     "MAX_DURATION_SECONDS",
     "MAX_TIMESTAMP_SECONDS",
@@ -223,19 +225,7 @@ def duration_from_parts(seconds: int, nanos: int = 0) -> float:
 
 def snake_to_camel(path: str) -> str:
     """``update_mask.max_in_flight`` -> ``updateMask.maxInFlight`` (protoc's JSON name rule)."""
-    if "_" not in path:
-        return path
-    out = []
-    upper = False
-    for ch in path:
-        if ch == "_":
-            upper = True
-        elif upper:
-            out.append(ch.upper())
-            upper = False
-        else:
-            out.append(ch)
-    return "".join(out)
+    return default_json_name(path)
 
 
 def camel_to_snake(path: str) -> str:
