@@ -17,10 +17,10 @@ import secrets
 import sqlite3
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from .errors import ApiError
 from .journal import Journal
+from .jsonutil import now_ts
 
 log = logging.getLogger("ironflow.auth")
 
@@ -30,8 +30,7 @@ DEFAULT_ENV = "env_default"
 
 def now_rfc3339() -> str:
     """Current time, RFC 3339 UTC with milliseconds and ``Z`` (spec README §3.4)."""
-    t = datetime.now(timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    return now_ts()
 
 
 def hash_key(key: str) -> str:

@@ -21,12 +21,13 @@ References are to RFC 9112 (HTTP/1.1 message syntax) and RFC 9110 (semantics).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "Limits", "Request", "Data", "EndOfMessage", "H2Preface", "HttpError", "RequestParser",
     "NEED_DATA", "PAUSED", "CLOSED", "response_head", "chunk", "LAST_CHUNK", "REASONS",
-    "CONTINUE_100", "H2_GOAWAY", "validate_header",
+    "CONTINUE_100", "H2_GOAWAY", "validate_header", "InvalidHeader",
 ]
 
 
@@ -64,9 +65,8 @@ PAUSED = _Sentinel("PAUSED")
 CLOSED = _Sentinel("CLOSED")
 
 
-@dataclass(frozen=True)
-class Request:
-    """A parsed request head.
+class Request(NamedTuple):
+    """A parsed request head (immutable; a NamedTuple because it is built once per request).
 
     ``path`` is the raw (still percent-encoded) path of the target: routers must split it on
     ``/`` *before* decoding (rest-api.md §1.2). ``headers`` keep arrival order with lower-cased
@@ -113,10 +113,13 @@ class Data:
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndOfMessage:
     """The request body is complete. Trailer fields of a chunked body are parsed and dropped
     (RFC 9112 §7.1.2 lets a recipient discard them)."""
+
+
+_END = EndOfMessage()
 
 
 @dataclass(frozen=True)
@@ -271,6 +274,10 @@ class RequestParser:
 
     def _parse_head(self) -> Request | H2Preface | _Sentinel:
         lim = self.limits
+        if self._req_line is None and self._scan <= self._pos and not self._head_bytes:
+            fast = self._parse_head_block()
+            if fast is not None:
+                return fast
         while True:
             if self._req_line is None:
                 if self._first and self._buf[self._pos:self._pos + 3] == b"PRI":
@@ -313,6 +320,40 @@ class RequestParser:
             if len(self._fields) >= lim.max_headers:
                 raise HttpError(431, "too many header fields")
             self._fields.append(_split_field(line))
+
+    def _parse_head_block(self) -> Request | None:
+        """Fast path: the whole head is buffered with CRLF line ends; parse it in one go.
+
+        Returns None when the incremental parser must decide (incomplete head, bare LF line
+        ends, a leading empty line, a possible h2 preface, an oversized head) - that path gives
+        the same answers, just line by line.
+        """
+        pos = self._pos
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n", pos)
+        lim = self.limits
+        if end <= pos or end + 4 - pos > lim.max_head_bytes:
+            return None
+        block = bytes(buf[pos:end])
+        if ((self._first and block[:3] == b"PRI") or block[:2] == b"\r\n"
+                or block.count(b"\n") != block.count(b"\r\n")):
+            return None
+        lines = block.split(b"\r\n")
+        if len(lines[0]) + 1 > lim.max_request_line:  # counted with its CR, as _readline does
+            raise HttpError(414, "request line too large")
+        if len(lines) - 1 > lim.max_headers:
+            raise HttpError(431, "too many header fields")
+        fields = []
+        for line in lines[1:]:
+            if line[:1] in (b" ", b"\t"):
+                raise HttpError(400, "obsolete line folding is not allowed")  # RFC 9112 §5.2
+            fields.append(_split_field(line))
+        self._pos = self._scan = end + 4
+        self._head_bytes = end + 4 - pos
+        self._req_line = lines[0]
+        self._fields = fields
+        self._first = False
+        return self._finish_head()
 
     def _finish_head(self) -> Request:
         method, target, version = _split_request_line(self._req_line or b"")
@@ -413,7 +454,7 @@ class RequestParser:
     def _parse_body_length(self) -> Data | EndOfMessage | _Sentinel:
         if self._remaining == 0:
             self._state = _S_DONE
-            return EndOfMessage()
+            return _END
         avail = len(self._buf) - self._pos
         if avail == 0:
             if self._eof:
@@ -479,7 +520,7 @@ class RequestParser:
                 self._trailer_bytes += self._pos - start
                 if not line:
                     self._state = _S_DONE
-                    return EndOfMessage()
+                    return _END
                 if line[0] in (0x20, 0x09):
                     raise HttpError(400, "obsolete line folding is not allowed")
                 _split_field(line)  # validated, then dropped
@@ -590,12 +631,23 @@ _NAME_OK = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _VALUE_OK = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
 
 
+class InvalidHeader(ValueError):
+    """A response header that would break the framing; raised before anything is written."""
+
+
+_GOOD_NAMES: set[str] = set()
+
+
 def validate_header(name: str, value: str) -> None:
     """Refuse response header names/values that would break framing (CR/LF injection)."""
-    if not _NAME_OK.match(name):
-        raise ValueError(f"invalid response header name {name!r}")
-    if not _VALUE_OK.match(value):
-        raise ValueError(f"invalid response header value for {name}")
+    if name not in _GOOD_NAMES:
+        if not _NAME_OK.match(name):
+            raise InvalidHeader(f"invalid response header name {name!r}")
+        if len(_GOOD_NAMES) < 256:  # names are a small fixed set: remember the good ones
+            _GOOD_NAMES.add(name)
+    # isprintable() is False for every control character: the common case skips the regex.
+    if not (value.isprintable() and value.isascii()) and not _VALUE_OK.match(value):
+        raise InvalidHeader(f"invalid response header value for {name}")
 
 
 def response_head(status: int, headers: list[tuple[str, str]] | tuple[tuple[str, str], ...],

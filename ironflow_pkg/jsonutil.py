@@ -18,11 +18,18 @@ def loads(text: str | None, default: Any = None) -> Any:
     return default if text is None else json.loads(text)
 
 
+_sec_cache: list[Any] = [-1, ""]
+
+
 def fmt_ts(epoch: float) -> str:
     """Unix seconds -> RFC 3339 UTC with milliseconds and Z (spec README §3.4)."""
-    ms = int(round(epoch * 1000))
-    t = time.gmtime(ms // 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ms % 1000:03d}Z"
+    ms = int(epoch * 1000)  # truncated: a timestamp never claims a later millisecond
+    sec = ms // 1000
+    cache = _sec_cache
+    if cache[0] != sec:  # strftime once per second; hot paths format many times a second
+        cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        cache[0] = sec
+    return f"{cache[1]}.{ms % 1000:03d}Z"
 
 
 def now_ts() -> str:

@@ -20,6 +20,8 @@ import time
 import traceback
 from typing import IO, Any, Mapping
 
+from .jsonutil import fmt_ts
+
 __all__ = [
     "LOGGER_NAME",
     "TRACE",
@@ -87,11 +89,7 @@ def _level_name(levelno: int, fallback: str) -> str:
 
 def _timestamp(created: float) -> str:
     """RFC 3339 UTC with milliseconds: ``2026-11-29T21:00:28.818Z``."""
-    secs = int(created)
-    ms = int((created - secs) * 1000)
-    if ms > 999:  # float rounding guard
-        ms = 999
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
+    return fmt_ts(created)
 
 
 def _safe_str(value: Any) -> str:
@@ -274,3 +272,66 @@ def redact(value: str | None) -> str:
     if len(s) < 16:
         return "…"
     return s[:8] + "…"
+
+
+class AccessLog:
+    """The per-request access line, off the ``logging`` hot path.
+
+    One line per request is the most frequent log output, and a LogRecord, a formatter and a
+    flushed write each cost more than the request itself. Lines are formatted directly in the
+    configured format (JSON or text, same shape as the formatters above) and written in batches
+    by the event loop a few times a second. When no ironflow handler is installed (embedding,
+    tests), lines go through ``logging`` as usual.
+    """
+
+    #: Buffered lines are written at least this often.
+    FLUSH_SECONDS = 0.05
+
+    def __init__(self, name: str = LOGGER_NAME + ".access") -> None:
+        self.logger = logging.getLogger(name)
+        self._buf: list[str] = []
+        self._handle: Any = None
+
+    def _handler(self) -> logging.StreamHandler[Any] | None:
+        for h in logging.getLogger(LOGGER_NAME).handlers:
+            if getattr(h, _HANDLER_MARK, False):
+                return h  # type: ignore[return-value]
+        return None
+
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def log(self, loop: Any, **fields: Any) -> None:
+        h = self._handler()
+        if h is None or loop is None:
+            self.logger.info("request", extra={"fields": fields})
+            return
+        ts = _timestamp(time.time())
+        if isinstance(h.formatter, TextFormatter):
+            kv = " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
+            line = f"{ts} INFO  {self.logger.name}  request {kv}\n"
+        else:
+            body = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=str)
+            line = (f'{{"ts":"{ts}","level":"info","logger":"{self.logger.name}","msg":"request",'
+                    f'{body[1:]}\n')
+        self._buf.append(line)
+        if self._handle is None:
+            self._handle = loop.call_later(self.FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        self._handle = None
+        if not self._buf:
+            return
+        data, self._buf = "".join(self._buf), []
+        h = self._handler()
+        if h is None:
+            return
+        try:
+            h.acquire()
+            try:
+                h.stream.write(data)
+                h.stream.flush()
+            finally:
+                h.release()
+        except (OSError, ValueError):
+            pass  # a closed or broken log stream must never break request handling

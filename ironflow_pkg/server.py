@@ -140,6 +140,7 @@ class HttpServer:
         self.render_error = render_error
         self.limits = limits or TransportLimits()
         self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._conns: set[_Connection] = set()
         self._closing = False
         self._on_conn_change = on_connections_change
@@ -156,6 +157,7 @@ class HttpServer:
         """Bind and listen. Raises OSError (e.g. address in use) for the caller to report."""
         self._server = await asyncio.start_server(
             self._accept, host, port, reuse_address=True, backlog=1024, limit=READ_SIZE)
+        self._sweeper = asyncio.create_task(self._sweep())
         sock = self._server.sockets[0]
         name = sock.getsockname()
         return name[0], name[1]
@@ -181,12 +183,24 @@ class HttpServer:
             if self._on_conn_change:
                 self._on_conn_change(len(self._conns))
 
+    async def _sweep(self) -> None:
+        """Enforce read deadlines (idle, head, body) for every connection a few times a second."""
+        lim = self.limits
+        period = max(0.02, min(0.25, lim.idle_timeout / 4, lim.head_timeout / 4, lim.body_timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for c in list(self._conns):
+                c.expire(now)
+
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, close idle connections, give in-flight requests ``grace`` seconds,
         then cancel what is left."""
         self._closing = True
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for c in list(self._conns):
             c.close_if_idle()
         grace = self.limits.shutdown_grace if grace is None else grace
@@ -221,6 +235,10 @@ class _Connection:
         self._task = asyncio.current_task()
         self._watch: asyncio.Task[None] | None = None
         self._gone: asyncio.Event | None = None
+        #: Monotonic deadline of the read in progress (None when not reading). The server's
+        #: sweeper cancels reads past it: no per-read timer or wait_for task on the hot path.
+        self.read_deadline: float | None = None
+        self.timed_out = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -232,6 +250,13 @@ class _Connection:
         except (OSError, asyncio.TimeoutError):
             pass
         await self._close()
+
+    def expire(self, now: float) -> None:
+        """Called by the sweeper: cancel a read that is past its deadline."""
+        d = self.read_deadline
+        if d is not None and now >= d and not self.timed_out and self._task is not None:
+            self.timed_out = True
+            self._task.cancel()
 
     def close_if_idle(self) -> None:
         if self.idle and self._task is not None:
@@ -274,8 +299,20 @@ class _Connection:
     # -- reading -------------------------------------------------------------------------------
 
     async def _read_more(self, timeout: float) -> bool:
-        """Feed the parser one read. False when the peer closed."""
-        data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+        """Feed the parser one read. False when the peer closed. TimeoutError past ``timeout``."""
+        self.read_deadline = time.monotonic() + timeout
+        try:
+            data = await self.reader.read(READ_SIZE)
+        except asyncio.CancelledError:
+            if not self.timed_out:
+                raise
+            self.timed_out = False
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            raise asyncio.TimeoutError from None
+        finally:
+            self.read_deadline = None
         if not data:
             self.parser.feed_eof()
             return False
@@ -450,6 +487,11 @@ class _Connection:
         return http11.response_head(resp.status, headers)
 
     async def _drain(self) -> None:
+        # write() already sent what the socket took; only a backlog needs waiting for (with a
+        # timeout, so a peer that stops reading cannot pin the connection).
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() == 0 and not transport.is_closing():
+            return
         await asyncio.wait_for(self.writer.drain(), self.server.limits.write_timeout)
 
     async def _write(self, req: HttpRequest, resp: Response) -> bool:
@@ -458,19 +500,22 @@ class _Connection:
             return await self._write_checked(req, resp)
         except asyncio.TimeoutError:
             return False  # the peer stopped reading
+        except http11.InvalidHeader:
+            # A handler produced a header that would break framing (CR/LF injection). Heads are
+            # built before any byte of the response is written, so a clean 500 is still possible.
+            log.error("invalid response header from handler", exc_info=True)
+            if resp.stream is not None:
+                await _aclose(resp.stream)
+            err = self.server.render_error(500, "internal error")
+            err.close = True
+            try:
+                return await self._write_checked(req, err)
+            except (asyncio.TimeoutError, http11.InvalidHeader):
+                return False
 
     async def _write_checked(self, req: HttpRequest, resp: Response) -> bool:
         head = req.head
         w = self.writer
-        try:
-            self._head_bytes(resp, head, 0, close=False)
-        except ValueError:
-            # A handler produced a header that would break framing (CR/LF injection).
-            log.error("invalid response header from handler", exc_info=True)
-            if resp.stream is not None:
-                await _aclose(resp.stream)
-            resp = self.server.render_error(500, "internal error")
-            resp.close = True
         keep = head.keep_alive and not resp.close and not self.server.closing
         if resp.upgrade is not None:
             w.write(self._head_bytes(resp, head, None, close=False))
