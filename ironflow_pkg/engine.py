@@ -57,8 +57,9 @@ def stale() -> ApiError:
 def validate_event_name(name: Any, field_name: str = "name") -> str:
     if not isinstance(name, str) or not name:
         raise ApiError("invalid_argument", f"{field_name}: event name is required")
-    if len(name) > 256 or any(c.isspace() or ord(c) < 32 for c in name):
-        raise ApiError("invalid_argument", f"{field_name}: 1-256 characters without whitespace")
+    if len(name) > 256 or not name.isprintable() or any(c.isspace() for c in name):
+        raise ApiError("invalid_argument", f"{field_name}: 1-256 characters without whitespace "
+                       "or control characters")
     if name.startswith(RESERVED_PREFIXES):
         raise ApiError("invalid_argument", f"{field_name}: the prefix of {name!r} is reserved")
     return name
@@ -582,8 +583,9 @@ class Engine:
         best: tuple[int, deque[str], Run] | None = None
         for fid in session.function_ids:
             fd = self.functions.get((session.env_id, fid))
-            if fd is None or fd.status != "active" or fd.mode != "pull":
+            if fd is None or fd.status == "paused" or fd.mode != "pull":
                 continue
+            archived = fd.status == "archived"  # in-flight runs continue (features.md §2.1)
             q = self._ready.get((session.env_id, fid))
             while q:
                 run = self.runs.get(q[0])
@@ -598,7 +600,7 @@ class Engine:
             now = self.clock()
             for rid in q:
                 run = self.runs[rid]
-                if run.status != S.WAITING_FOR_CAPACITY:
+                if run.status != S.WAITING_FOR_CAPACITY or (archived and run.execution_seq == 0):
                     continue
                 if conc and len(self._active.get(self._lane(run), ())) >= conc["limit"]:
                     continue
@@ -846,7 +848,8 @@ class Engine:
             elif status == "failed":
                 self._on_failed(run, body.get("error"))
             else:
-                await self._on_yield(run, body.get("yield"), steps, changed, children)
+                await self._on_yield(run, body.get("yield"), body["_yield_seq"], steps, changed,
+                                     children)
 
         def insert_children(conn: sqlite3.Connection) -> None:
             for ev, child in children:
@@ -956,38 +959,38 @@ class Engine:
         else:
             self._pause(run, "")
 
-    async def _on_yield(self, run: Run, y: Any, steps: list[tuple[Run, Step]],
+    async def _on_yield(self, run: Run, y: Any, seq: int, steps: list[tuple[Run, Step]],
                         changed: list[Run], children: list[tuple[dict[str, Any], Run]]) -> None:
-        seq = len(run.steps)
         now = self.clock()
         ts = fmt_ts(now)
-        kind = y.get("type") if isinstance(y, dict) else None
-        sid = y.get("step_id") if isinstance(y, dict) else None
-        if not isinstance(sid, str) or not sid or kind not in (
-                "sleep", "wait_for_event", "invoke_function", "invoke_function_async"):
-            run.error = {"message": "malformed or unknown yield", "code": "INVALID_YIELD",
+        problem = _yield_problem(y)
+        if problem:
+            # worker-protocol.md §3.6 Decision: a malformed yield fails the segment for good.
+            run.error = {"message": f"invalid yield: {problem}", "code": "INVALID_YIELD",
                          "retryable": False}
             self._finish(run, S.FAILED)
             return
-        step = Step(id=new_id("stp"), sequence=seq, step_id=sid, name=_step_name(sid),
-                    attempt=run.attempt, started_at=ts, created_at=ts, updated_at=ts)
-        run.steps.append(step)
+        kind, sid = y["type"], y["step_id"]
+        # §2.8 step 7: the yield row goes at step_offset + len(steps).
+        seq = min(seq, len(run.steps))
+        prev = run.steps[seq] if seq < len(run.steps) else None
+        step = Step(id=prev.id if prev else new_id("stp"), sequence=seq, step_id=sid,
+                    name=_step_name(sid), attempt=run.attempt, started_at=ts,
+                    created_at=prev.created_at if prev else ts, updated_at=ts)
+        if prev is None:
+            run.steps.append(step)
+        else:
+            run.steps[seq] = step
         steps.append((run, step))
         wait: dict[str, Any]
         if kind == "sleep":
-            try:
-                until = parse_ts(str(y.get("until")))
-            except ValueError:
-                until = now
+            until = parse_ts(y["until"])
             step.step_type, step.status, step.sleep_until = "sleep", "sleeping", fmt_ts(until)
             wait = {"kind": "sleep", "until": until, "seq": seq}
             run.wake_at = until
         elif kind == "wait_for_event":
-            f = y.get("event_filter") if isinstance(y.get("event_filter"), dict) else {}
-            try:
-                timeout = parse_duration(str(f.get("timeout") or "7d"))
-            except ValueError:
-                timeout = DEFAULT_WAIT_TIMEOUT
+            f = y["event_filter"]
+            timeout = parse_duration(str(f.get("timeout") or "7d"))
             step.step_type, step.status = "wait_for_event", "waiting"
             step.wait_event_name = str(f.get("event") or "")
             step.wait_timeout = fmt_ts(now + timeout)
@@ -1368,6 +1371,38 @@ def _unique(runs: list[Run]) -> list[Run]:
     for r in runs:
         seen[r.id] = r
     return list(seen.values())
+
+
+def _yield_problem(y: Any) -> str:
+    """What is wrong with a yield object (worker-protocol.md §3.6), or "" when it is usable."""
+    if not isinstance(y, dict):
+        return "yield must be an object"
+    sid, kind = y.get("step_id"), y.get("type")
+    if not isinstance(sid, str) or not sid:
+        return "step_id is required"
+    if kind == "sleep":
+        try:
+            parse_ts(str(y.get("until") or ""))
+        except ValueError:
+            return "sleep needs an RFC 3339 'until'"
+    elif kind == "wait_for_event":
+        f = y.get("event_filter")
+        if not isinstance(f, dict) or not isinstance(f.get("event"), str) or not f["event"]:
+            return "wait_for_event needs event_filter.event"
+        if f.get("timeout") is not None:
+            try:
+                parse_duration(str(f["timeout"]))
+            except ValueError:
+                return f"event_filter.timeout {f['timeout']!r} is not a duration"
+        for k in ("match", "match_value"):
+            if f.get(k) is not None and not isinstance(f[k], (str, int, float, bool)):
+                return f"event_filter.{k} must be a scalar"
+    elif kind in ("invoke_function", "invoke_function_async"):
+        if not isinstance(y.get("function_id"), str) or not y["function_id"]:
+            return f"{kind} needs function_id"
+    else:
+        return f"unknown yield type {kind!r}"
+    return ""
 
 
 def _step_type(t: Any) -> str:
