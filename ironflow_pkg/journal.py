@@ -269,6 +269,12 @@ class Journal:
         return self._schema_version
 
     @property
+    def read_target(self) -> tuple[str, bool]:
+        """(path or URI, is a URI) for opening an extra read-only connection elsewhere
+        (the SQL query service opens its own, with its own authorizer)."""
+        return (self._uri, True) if self.is_memory else (self.path, False)
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`close` has been called."""
         return self._state == "closed"

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from .api_engine import EngineRoutes
+from .api_query import QueryRoutes
 from .app import App
 from .config import Settings
 from .connect import ConnectRouter
@@ -44,6 +45,7 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
     rpc = ConnectRouter()
     IronflowService(rpc, engine)
     PubSubPublish(rpc, app.journal)
+    QueryRoutes(app, rpc, app.journal)
     app.connect_handler = rpc
     return app
 
