@@ -91,6 +91,8 @@ class Settings:
     max_connections: int = 2048
     #: Shutdown grace for in-flight requests (features.md §17).
     shutdown_grace: float = 10.0
+    #: Event schema enforcement on emit: off, warn or reject (features.md §9.2).
+    event_schema_enforcement: str = "off"
     #: Test-only fault injection (acceptance.md, Conventions): a JSON object, never in production.
     test_faults: dict[str, Any] = field(default_factory=dict)
 
@@ -132,6 +134,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "IRONFLOW_INTEGRITY_CHECK": ("integrity_check", parse_bool),
     "IRONFLOW_IDLE_TIMEOUT": ("idle_timeout", parse_duration),
     "IRONFLOW_MAX_CONNECTIONS": ("max_connections", lambda v, n: parse_int(v, n, 1)),
+    "IRONFLOW_EVENT_SCHEMA_ENFORCEMENT": ("event_schema_enforcement", str),
     "IRONFLOW_TEST_FAULTS": ("test_faults", lambda v, n: parse_faults(v, n)),
 }
 
@@ -177,6 +180,8 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str] | None = 
     s = Settings(**values)
     if s.log_level.lower() not in ("trace", "debug", "info", "warn", "warning", "error"):
         raise ConfigError(f"LOG_LEVEL: {s.log_level!r} is not one of trace, debug, info, warn, error")
+    if s.event_schema_enforcement not in ("off", "warn", "reject"):
+        raise ConfigError("IRONFLOW_EVENT_SCHEMA_ENFORCEMENT: must be off, warn or reject")
     if s.log_format.lower() not in ("json", "text"):
         raise ConfigError(f"LOG_FORMAT: {s.log_format!r} is not json or text")
     if s.bootstrap_api_key and not _KEY_RE.match(s.bootstrap_api_key):

@@ -113,6 +113,9 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self.last_tick = 0.0
         self.flow = FlowControl()
+        #: Schema enforcement on emit: (env, name, version, data) -> schema hash or "" (raises
+        #: ApiError to refuse the emit). The schema registry installs its own.
+        self.validate_event: Callable[[str, str, int, Any], str] = lambda env, n, v, d: ""
         #: Resolves a function's declared secrets at dispatch: the values, or the name of the
         #: first missing one. The secrets store installs its own.
         self.secrets: Callable[[str, list[str]], Any] = self._no_secret_store
@@ -379,6 +382,7 @@ class Engine:
 
     async def _emit(self, env: str, name: str, data: Any, metadata: dict[str, Any] | None,
                     idem: str | None, version: int, source: str, emitted_by: str) -> dict[str, Any]:
+        schema_hash = self.validate_event(env, name, version, data)
         ev = self._event(env, name, data, metadata, idem, version, source, emitted_by)
         changed: list[Run] = []
         steps: list[tuple[Run, Step]] = []
@@ -396,7 +400,7 @@ class Engine:
         run_ids = [r.id for r in new_runs]
 
         def w(conn: sqlite3.Connection) -> None:
-            _insert_event(conn, env, ev, run_ids)
+            _insert_event(conn, env, ev, run_ids, schema_hash)
             for lane in lanes:
                 lane.save(conn)
         await self._persist(runs=changed + new_runs, steps=steps, extra=w)
@@ -1449,9 +1453,11 @@ def event_wire(row: sqlite3.Row) -> dict[str, Any]:
     return ev
 
 
-def _insert_event(conn: sqlite3.Connection, env: str, ev: dict[str, Any], run_ids: list[str]) -> None:
+def _insert_event(conn: sqlite3.Connection, env: str, ev: dict[str, Any], run_ids: list[str],
+                  schema_hash: str = "") -> None:
     conn.execute("INSERT INTO events (id, env_id, name, data, metadata, source, version, "
-                 "idempotency_key, emitted_by, run_ids, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                 "idempotency_key, emitted_by, run_ids, created_at, schema_hash) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                  (ev["id"], env, ev["name"], dumps(ev["data"]), dumps(ev["metadata"]) if ev.get("metadata") else None,
                   ev["source"], ev["version"], ev.get("idempotency_key"), ev.get("emittedBy", ""),
-                  dumps(run_ids), ev["timestamp"]))
+                  dumps(run_ids), ev["timestamp"], schema_hash))

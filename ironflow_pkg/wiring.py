@@ -13,12 +13,14 @@ from typing import Any
 
 from .api_engine import EngineRoutes
 from .api_query import QueryRoutes
+from .api_schemas import SchemaRoutes
 from .app import App
 from .config import Settings
 from .connect import ConnectRouter
 from .connect_ironflow import IronflowService
 from .engine import Engine
 from .journal import Journal
+from .schemas import SchemaRegistry
 from .topics import PubSubPublish
 
 #: The engine's scheduler must have ticked this recently for /ready (rest-api.md §5.2).
@@ -46,6 +48,10 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
     IronflowService(rpc, engine)
     PubSubPublish(rpc, app.journal)
     QueryRoutes(app, rpc, app.journal)
+    schemas = SchemaRegistry(app.journal, settings.event_schema_enforcement)
+    app.on_open.append(schemas.load)
+    engine.validate_event = schemas.check
+    SchemaRoutes(app, rpc, schemas)
     app.connect_handler = rpc
     return app
 

@@ -78,7 +78,7 @@ def test_metrics_exposition(dev):
 
 ROUTES = [
     ("GET", "/api/v1/routes-that-do-not-exist", 404),  # REST: authenticated 404
-    ("POST", "/ironflow.v1.QueryService/ExecuteSQL", 501),  # Connect: not built yet
+    ("POST", "/ironflow.v1.ProjectionService/ListProjections", 501),  # Connect: not built yet
     ("GET", "/ws", 400),  # WebSocket route without upgrade
 ]
 
@@ -102,12 +102,12 @@ def test_protected_routes(authed, method, path, good_status):
 
 
 def test_connect_errors_use_connect_shape(authed):
-    _, _, raw = authed.request("POST", "/ironflow.v1.QueryService/ExecuteSQL", b"{}")
+    _, _, raw = authed.request("POST", "/ironflow.v1.ProjectionService/ListProjections", b"{}")
     assert set(body(raw)) == {"code", "message"}
-    _, _, raw = authed.request("POST", "/ironflow.v1.QueryService/ExecuteSQL", b"{}",
+    _, _, raw = authed.request("POST", "/ironflow.v1.ProjectionService/ListProjections", b"{}",
                                {"Content-Type": "application/json", **bearer(KEY)})
     b = body(raw)
-    assert b["code"] == "unimplemented" and "QueryService/ExecuteSQL" in b["message"]
+    assert b["code"] == "unimplemented" and "ProjectionService/ListProjections" in b["message"]
 
 
 def test_rest_error_shape(authed):

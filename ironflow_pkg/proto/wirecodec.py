@@ -250,7 +250,7 @@ def _skip(data: bytes, pos: int, end: int, tag: int, names: Mapping[int, str]) -
     num = tag >> 3
     wt = tag & 7
     if num == 0:
-        raise Fail(f"invalid field number 0 at byte {pos - 1}")
+        raise Fail("invalid tag: field number 0")
     if num > _MAX_FIELD_NUMBER:
         raise Fail(f"field number {num} out of range")
     seg = names.get(num)
@@ -471,6 +471,9 @@ class _Plan:
             tag = data[pos]
             if tag < 0x80:
                 pos += 1
+            elif pos + 1 < end and data[pos + 1] < 0x80:  # 2-byte tag: fields 16..2047
+                tag = (tag & 0x7F) | (data[pos + 1] << 7)
+                pos += 2
             else:
                 tag, pos = _varint_slow(data, pos, end)
             h = handlers.get(tag)
@@ -878,7 +881,9 @@ def _dec_seconds_nanos(data: bytes, pos: int, end: int) -> tuple[int, int]:
         else:
             tag, pos = _varint_slow(data, pos, end)
         if tag == 0x08:
-            seconds, pos = _r_int64(data, pos, end)
+            seconds, pos = _varint_slow(data, pos, end)
+            if seconds >> 63:
+                seconds -= 1 << 64
         elif tag == 0x10:
             nanos, pos = _r_int32(data, pos, end)
         else:
@@ -895,35 +900,52 @@ def _enc_seconds_nanos(buf: bytearray, seconds: int, nanos: int) -> None:
         _wv(buf, nanos & _MASK64)
 
 
-@lru_cache(maxsize=4096)
-def _format_timestamp(seconds: int, nanos: int) -> str:
-    return wkt.format_timestamp(seconds, nanos)
+#: Timestamps repeat a lot (created_at/updated_at of many rows): memoise both directions.
+#: Bounded: cleared when full. Plain dict get/set are atomic under the GIL.
+_TIMESTAMP_CACHE_SIZE = 4096
+_ts_decoded: dict[bytes, str] = {}
 
 
-@lru_cache(maxsize=4096)
-def _parse_timestamp(text: str) -> tuple[int, int]:
-    return wkt.parse_timestamp(text)
+#: Longest canonical Timestamp body (08 + 10-byte varint, 10 + 5-byte varint); longer bodies
+#: (unknown fields, padding) are decoded but not memoised, so the cache stays small.
+_MAX_TIMESTAMP_BODY = 17
 
 
 def _dec_timestamp(data: bytes, pos: int, end: int, budget: int) -> str:
-    seconds, nanos = _dec_seconds_nanos(data, pos, end)
-    try:
-        return _format_timestamp(seconds, nanos)
-    except ValueError as exc:
-        raise Fail(str(exc)) from None
+    raw = data[pos:end] if end - pos <= _MAX_TIMESTAMP_BODY else None
+    text = _ts_decoded.get(raw) if raw is not None else None
+    if text is None:
+        seconds, nanos = _dec_seconds_nanos(data, pos, end)
+        try:
+            text = wkt.format_timestamp(seconds, nanos)
+        except ValueError as exc:
+            raise Fail(str(exc)) from None
+        if raw is not None:
+            if len(_ts_decoded) >= _TIMESTAMP_CACHE_SIZE:
+                _ts_decoded.clear()
+            _ts_decoded[raw] = text
+    return text
+
+
+@lru_cache(maxsize=_TIMESTAMP_CACHE_SIZE)
+def _timestamp_body(text: str) -> bytes:
+    body = bytearray()
+    _enc_seconds_nanos(body, *wkt.parse_timestamp(text))
+    return bytes(body)
 
 
 def _enc_timestamp(buf: bytearray, v: Any, depth: int) -> None:
     try:
-        if isinstance(v, str):
-            seconds, nanos = _parse_timestamp(str(v))
+        if type(v) is str:
+            buf += _timestamp_body(v)
+        elif isinstance(v, str):
+            buf += _timestamp_body(str(v))
         elif isinstance(v, datetime):
-            seconds, nanos = _parse_timestamp(wkt.timestamp_from_datetime(v))
+            buf += _timestamp_body(wkt.timestamp_from_datetime(v))
         else:
             raise Fail(f"Timestamp must be an RFC 3339 str or datetime, got {type(v).__name__}")
     except ValueError as exc:
         raise Fail(str(exc)) from None
-    _enc_seconds_nanos(buf, seconds, nanos)
 
 
 def _dec_duration(data: bytes, pos: int, end: int, budget: int) -> float:
@@ -968,7 +990,8 @@ def _dec_field_mask(data: bytes, pos: int, end: int, budget: int) -> list[str]:
 
 
 def _merge_field_mask(data: bytes, pos: int, end: int, budget: int, old: Any) -> list[str]:
-    return old + _dec_field_mask(data, pos, end, budget)
+    old.extend(_dec_field_mask(data, pos, end, budget))  # in place: many occurrences stay linear
+    return old
 
 
 def _enc_field_mask(buf: bytearray, v: Any, depth: int) -> None:
@@ -1109,7 +1132,7 @@ def _dec_struct(data: bytes, pos: int, end: int, budget: int) -> dict[str, Any]:
         # fast path for the canonical entry layout: 0a <klen> key 12 <vlen> value (short lengths)
         if p + 1 < e and data[p] == 0x0A and data[p + 1] < 0x80:
             q = p + 2 + data[p + 1]
-            if q + 1 < e and data[q] == 0x12 and data[q + 1] == e - q - 2:
+            if q + 1 < e and data[q] == 0x12 and data[q + 1] < 0x80 and data[q + 1] == e - q - 2:
                 try:
                     key = data[p + 2:q].decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -1197,18 +1220,19 @@ def _enc_value(buf: bytearray, v: Any, depth: int) -> None:
             raise Fail("a JSON value cannot be NaN or Infinity")
         buf.append(0x11)
         buf += _pack_double(v)
-    elif t is dict or isinstance(v, Mapping):
-        buf.append(0x2A)
+    elif t is dict or t is list or t is tuple or isinstance(v, Mapping):
+        buf.append(0x2A if t is not list and t is not tuple else 0x32)
         start = len(buf)
         buf.append(0)
-        _enc_struct(buf, v, depth)
-        _fix_len(buf, start)
-    elif t is list or t is tuple:
-        buf.append(0x32)
-        start = len(buf)
-        buf.append(0)
-        _enc_list_value(buf, v, depth)
-        _fix_len(buf, start)
+        if t is list or t is tuple:
+            _enc_list_value(buf, v, depth)
+        else:
+            _enc_struct(buf, v, depth)
+        n = len(buf) - start - 1
+        if n < 0x80:
+            buf[start] = n
+        else:
+            buf[start:start + 1] = _varint_bytes(n)
     elif isinstance(v, bool):
         _enc_value(buf, bool(v), depth)
     elif isinstance(v, (int, float)):
@@ -1225,19 +1249,32 @@ def _enc_struct(buf: bytearray, v: Any, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise Fail("JSON value nested too deeply")
     for k, item in v.items():
-        if not isinstance(k, str):
-            raise Fail(f"object keys must be str, got {type(k).__name__}")
+        if type(k) is not str:
+            if not isinstance(k, str):
+                raise Fail(f"object keys must be str, got {type(k).__name__}")
+            k = str(k)
         try:
-            buf.append(0x0A)
-            start = len(buf)
-            buf.append(0)
-            buf.append(0x0A)
-            _w_string(buf, k)
+            try:
+                kb = k.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Fail("string is not valid UTF-8 (lone surrogate)") from None
+            klen = len(kb)
+            start = len(buf) + 1
+            if klen < 0x80:  # entry tag, length placeholder, key tag, key length
+                buf += bytes((0x0A, 0, 0x0A, klen))
+            else:
+                buf += b"\x0a\x00\x0a"
+                _wv(buf, klen)
+            buf += kb
             buf.append(0x12)
             vstart = len(buf)
             buf.append(0)
             _enc_value(buf, item, depth + 1)
-            _fix_len(buf, vstart)
+            n = len(buf) - vstart - 1
+            if n < 0x80:
+                buf[vstart] = n
+            else:
+                buf[vstart:vstart + 1] = _varint_bytes(n)
             _fix_len(buf, start)
         except Fail as exc:
             exc.segs.append(key_seg(k))
@@ -1252,46 +1289,54 @@ def _enc_list_value(buf: bytearray, v: Any, depth: int) -> None:
     i = 0
     try:
         for i, item in enumerate(v):
-            buf.append(0x0A)
-            start = len(buf)
-            buf.append(0)
+            buf += b"\x0a\x00"
+            start = len(buf) - 1
             _enc_value(buf, item, depth + 1)
-            _fix_len(buf, start)
+            n = len(buf) - start - 1
+            if n < 0x80:
+                buf[start] = n
+            else:
+                buf[start:start + 1] = _varint_bytes(n)
     except Fail as exc:
         exc.segs.append(f"[{i}]")
         raise
 
 
+def _last_wins(dec: Callable[[bytes, int, int, int], Any]) -> Callable[..., Any]:
+    return lambda data, pos, end, budget, old: dec(data, pos, end, budget)
+
+
+#: Hand-written (decode, merge-or-None, encode) per well-known type; merge None = last wins.
+_WKT_CODERS: dict[str, tuple[Callable, Callable | None, Callable]] = {
+    _STRUCT: (_dec_struct, _merge_struct, _enc_struct),
+    _VALUE: (_dec_value, None, _enc_value),
+    _LIST_VALUE: (_dec_list_value, _merge_list_value, _enc_list_value),
+    _TIMESTAMP: (_dec_timestamp, None, _enc_timestamp),
+    _DURATION: (_dec_duration, None, _enc_duration),
+    _FIELD_MASK: (_dec_field_mask, _merge_field_mask, _enc_field_mask),
+    _EMPTY: (_dec_empty, None, _enc_empty),
+}
+
+
 def _wkt_plan(name: str) -> _Plan | None:
     """The hand-written plan of a well-known type, or ``None`` for an ordinary message."""
+    if name in _WRAPPERS:
+        dec, enc = _wrapper_coders(_WRAPPERS[name])
+        merge = None
+    elif name in _WKT_CODERS:
+        dec, merge, enc = _WKT_CODERS[name]
+    else:
+        return None
     plan = _Plan(name)
+    plan.dec, plan.enc = dec, enc
+    plan.merge = merge if merge is not None else _last_wins(dec)
     default = WKT_DEFAULTS.get(name)
+    if name in _WRAPPERS:
+        default = _SCALAR_DEFAULTS.get(_WRAPPERS[name], 0)
     if isinstance(default, (dict, list)):
         plan.default = default.copy
     else:
         plan.default = lambda: default
-    if name == _STRUCT:
-        plan.dec, plan.merge, plan.enc = _dec_struct, _merge_struct, _enc_struct
-    elif name == _VALUE:
-        plan.dec, plan.enc = _dec_value, _enc_value
-        plan.merge = lambda data, pos, end, budget, old: _dec_value(data, pos, end, budget)
-    elif name == _LIST_VALUE:
-        plan.dec, plan.merge, plan.enc = _dec_list_value, _merge_list_value, _enc_list_value
-    elif name == _TIMESTAMP:
-        plan.dec, plan.enc = _dec_timestamp, _enc_timestamp
-    elif name == _DURATION:
-        plan.dec, plan.enc = _dec_duration, _enc_duration
-    elif name == _FIELD_MASK:
-        plan.dec, plan.merge, plan.enc = _dec_field_mask, _merge_field_mask, _enc_field_mask
-    elif name == _EMPTY:
-        plan.dec, plan.enc = _dec_empty, _enc_empty
-    elif name in _WRAPPERS:
-        plan.dec, plan.enc = _wrapper_coders(_WRAPPERS[name])
-    else:
-        return None
-    if plan.merge == plan._merge:  # last occurrence wins
-        dec = plan.dec
-        plan.merge = lambda data, pos, end, budget, old: dec(data, pos, end, budget)
     return plan
 
 
@@ -1366,7 +1411,7 @@ class _Codec:
                 entry = self.schema.message(f.type_name or "")
                 vf = entry.by_number[2]
                 key_type = f.map_key_type or "string"
-                sub = self._get(vf.type_name, staging) if vf.type == "message" else None  # type: ignore[arg-type]
+                sub = self._get(vf.type_name or "", staging) if vf.type == "message" else None
                 val_type = vf.type
                 handlers[tag] = _h_map(f.name, key_type, val_type, sub)
                 vwrite = None if sub is not None else self._writer(vf.type, vf.type_name)
