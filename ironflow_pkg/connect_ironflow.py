@@ -106,7 +106,8 @@ class IronflowService:
                      "InvokeFunction", "InvokeFunctionSync", "GetRun", "ListRuns", "GetRunSteps",
                      "CancelRun", "PauseRun", "ResumeRun", "InjectStepOutput", "PatchStep",
                      "GetPausedState", "DeleteRun", "DeleteRuns", "ListFunctionHistory",
-                     "GetFunctionAtVersion", "RollbackFunction", "Health", "Info"):
+                     "GetFunctionAtVersion", "RollbackFunction", "Health", "Info", "RedactEvent",
+                     "RedactRun", "RedactStep"):
             add(svc, name, getattr(self, name))
 
     # -- functions --------------------------------------------------------------------------------
@@ -312,6 +313,18 @@ class IronflowService:
                                             m.get("version") or 0, str(m.get("change_reason") or ""),
                                             emitted_by(req))
         return {"function": fd.proto(self.e.next_run(fd))}
+
+    async def RedactEvent(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        await runops.redact_event(self.e, env_of(req), str(m.get("event_id") or ""))
+        return {}
+
+    async def RedactRun(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        await runops.redact_run(self.e, env_of(req), str(m.get("run_id") or ""))
+        return {}
+
+    async def RedactStep(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        await runops.redact_step(self.e, env_of(req), str(m.get("step_id") or ""))
+        return {}
 
     async def Health(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
         alive = self.e.journal.alive

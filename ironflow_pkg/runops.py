@@ -216,3 +216,54 @@ async def rerun(engine: Engine, env: str, rid: str, actor: str) -> Run:
     run, _, _ = await engine.start_invoke(env, old.function_id, old.input, None, emitted_by=actor,
                                           metadata={"rerun_of": rid})
     return run
+
+
+# -- redaction (features.md §1.3) --------------------------------------------------------------
+
+def redacted(value: Any) -> dict[str, Any]:
+    """The placeholder that replaces redacted data: the hash of the original canonical JSON."""
+    import hashlib
+    from .jsonutil import canonical
+    if isinstance(value, dict) and value.get("$redacted") is True:
+        return value  # idempotent: redacting twice keeps the first placeholder
+    return {"$redacted": True, "sha256": hashlib.sha256(canonical(value).encode()).hexdigest(),
+            "redactedAt": now_ts()}
+
+
+async def redact_event(engine: Engine, env: str, event_id: str) -> None:
+    row = await engine.journal.read(lambda c: c.execute(
+        "SELECT data FROM events WHERE id = ? AND env_id = ?", (event_id, env)).fetchone())
+    if row is None:
+        raise ApiError("not_found", f"event not found: {event_id}")
+    placeholder = redacted(loads(row["data"]))
+    for run in engine.runs.values():  # hot runs carry their triggering event in memory
+        if run.event.get("id") == event_id:
+            run.event = {**run.event, "data": placeholder}
+    await engine._persist(extra=lambda c: c.execute(
+        "UPDATE events SET data = ? WHERE id = ? AND env_id = ?", (dumps(placeholder), event_id, env)))
+
+
+async def redact_run(engine: Engine, env: str, rid: str) -> None:
+    run = await engine.load_run(env, rid)
+    if run is None:
+        raise ApiError("not_found", f"run not found: {rid}")
+    if not run.terminal or rid in engine.runs:
+        raise ApiError("failed_precondition", "only finished runs can be redacted")
+    inp, out = redacted(run.input), (None if run.output is None else redacted(run.output))
+    await engine._persist(extra=lambda c: c.execute(
+        "UPDATE runs SET input = ?, output = ? WHERE id = ? AND env_id = ?",
+        (dumps(inp), None if out is None else dumps(out), rid, env)))
+
+
+async def redact_step(engine: Engine, env: str, step_row_id: str) -> None:
+    row = await engine.journal.read(lambda c: c.execute(
+        "SELECT s.run_id, s.output, s.original_output, r.status FROM steps s JOIN runs r ON "
+        "r.id = s.run_id WHERE s.id = ? AND s.env_id = ?", (step_row_id, env)).fetchone())
+    if row is None:
+        raise ApiError("not_found", f"step not found: {step_row_id}")
+    if row["status"] not in ("completed", "failed", "cancelled") or row["run_id"] in engine.runs:
+        raise ApiError("failed_precondition", "only steps of finished runs can be redacted")
+    out = None if row["output"] is None else dumps(redacted(loads(row["output"])))
+    orig = None if row["original_output"] is None else dumps(redacted(loads(row["original_output"])))
+    await engine._persist(extra=lambda c: c.execute(
+        "UPDATE steps SET output = ?, original_output = ? WHERE id = ?", (out, orig, step_row_id)))

@@ -154,3 +154,30 @@ def test_rerun_health_info(tmp_path):
         assert h["status"] == "healthy" and set(h["components"]) == {"database", "scheduler", "dispatcher"}
         info = ok(srv, "Info", {})
         assert info["version"] == "0.53.0" and info["functionCount"] == 1 and info["activeRuns"] == 2
+
+
+def test_redaction(tmp_path):
+    import hashlib
+    with InProcessServer(make_settings(tmp_path)) as srv:
+        ok(srv, "RegisterFunction", {"id": "f", "triggers": [{"event": "go"}]})
+        out = ok(srv, "Emit", {"event": "go", "data": {"card": "4111"}})
+        rid, eid = out["runIds"][0], out["eventId"]
+        w = Worker(srv, "w1", ["f"])
+        job = w.poll()[0]
+        report(srv, job, {"status": "completed", "output": {"token": "t"}, "steps": [step(rid, "a", {"pan": 1})],
+                          "step_offset": 0})
+        ok(srv, "RedactEvent", {"eventId": eid})
+        ok(srv, "RedactEvent", {"eventId": eid})  # idempotent
+        ev = json.loads(srv.request("GET", f"/api/v1/events/{eid}")[2])
+        assert ev["data"]["$redacted"] is True
+        assert ev["data"]["sha256"] == hashlib.sha256(b'{"card":"4111"}').hexdigest()
+        ok(srv, "RedactRun", {"runId": rid})
+        run = ok(srv, "GetRun", {"id": rid})
+        assert run["input"]["$redacted"] and run["output"]["$redacted"]
+        row = ok(srv, "GetRunSteps", {"runId": rid})["steps"][0]["id"]
+        ok(srv, "RedactStep", {"stepId": row})
+        assert ok(srv, "GetRunSteps", {"runId": rid})["steps"][0]["output"]["$redacted"]
+        rid2 = ok(srv, "Emit", {"event": "go", "data": {}})["runIds"][0]
+        status, out = rpc(srv, "RedactRun", {"runId": rid2})
+        assert status == 400 and out["code"] == "failed_precondition"
+        assert rpc(srv, "RedactEvent", {"eventId": "evt_nope"})[0] == 404
