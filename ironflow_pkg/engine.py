@@ -243,6 +243,10 @@ class Engine:
     async def register_function(self, env: str, req: dict[str, Any],
                                 actor: str = "") -> tuple[FunctionDef, bool]:
         config = normalize(req)
+        if config["preferred_mode"] == "push":
+            # Nothing would ever execute a push function yet: refuse instead of queueing forever.
+            raise ApiError("unimplemented", "push mode is not implemented by this server yet; "
+                           "run the function with a pull worker")
         key = (env, config["id"])
         cur = self.functions.get(key)
         now = now_ts()

@@ -181,3 +181,11 @@ def test_redaction(tmp_path):
         status, out = rpc(srv, "RedactRun", {"runId": rid2})
         assert status == 400 and out["code"] == "failed_precondition"
         assert rpc(srv, "RedactEvent", {"eventId": "evt_nope"})[0] == 404
+
+
+def test_push_registration_is_refused_until_push_mode_exists(tmp_path):
+    with InProcessServer(make_settings(tmp_path)) as srv:
+        status, out = rpc(srv, "RegisterFunction", {"id": "p", "preferredMode": "EXECUTION_MODE_PUSH",
+                                                    "endpointUrl": "http://127.0.0.1:9/x"})
+        assert status == 501 and out["code"] == "unimplemented" and "push" in out["message"]
+        assert rpc(srv, "GetFunction", {"id": "p"})[0] == 404
