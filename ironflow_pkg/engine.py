@@ -19,9 +19,8 @@ import logging
 import secrets
 import sqlite3
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +44,14 @@ DEFAULT_WAIT_TIMEOUT = 7 * 86400.0
 DEFAULT_INVOKE_TIMEOUT_MS = 30000
 
 
+_ID_PREFIX = secrets.token_hex(8)  # 64 random bits per process
+_id_counter = itertools.count(int.from_bytes(secrets.token_bytes(4), "big"))
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    """``<prefix>_<32 hex>``: a per-process random half and a counter. Unique without a system
+    call per id (ids are minted on every event, run and step)."""
+    return f"{prefix}_{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def stale() -> ApiError:
@@ -205,13 +210,19 @@ class Engine:
 
     # == durable writes ============================================================================
 
-    async def _persist(self, runs: list[Run] = (), steps: list[tuple[Run, Step]] = (),
-                       extra: Callable[[sqlite3.Connection], Any] | None = None) -> Any:
+    def _persist(self, runs: list[Run] = (), steps: list[tuple[Run, Step]] = (),
+                 extra: Callable[[sqlite3.Connection], Any] | None = None,
+                 settle: list[Run] = ()) -> Awaitable[Any]:
+        """Queue the journal write for these rows now (FIFO with every other change) and return
+        an awaitable that resolves once it is committed. Callers await it before answering."""
         runs, steps = list(runs), list(steps)
         settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        now = now_ts()
         for r in runs:
-            r.updated_at = now_ts()
+            r.updated_at = now
             r.row_version += 1
+            r.settled = settled
+        for r in settle:
             r.settled = settled
 
         def w(conn: sqlite3.Connection) -> Any:
@@ -221,9 +232,14 @@ class Engine:
             for r, s in steps:
                 save_step(conn, r, s)
             return result
+        return self._committed(self.journal.submit(w), runs, settled)
+
+    async def _committed(self, fut: asyncio.Future[Any], runs: list[Run],
+                         settled: asyncio.Future[None]) -> Any:
         try:
-            result = await self.journal.write(w)
+            result = await fut
         except ApiError:
+            settled.set_result(None)
             raise
         except Exception as e:
             settled.set_result(None)
@@ -233,9 +249,9 @@ class Engine:
         for r in runs:
             if r.terminal:
                 self.runs.pop(r.id, None)
-                for fut in self._watchers.pop(r.id, []):
-                    if not fut.done():
-                        fut.set_result(r)
+                for watcher in self._watchers.pop(r.id, []):
+                    if not watcher.done():
+                        watcher.set_result(r)
         return result
 
     # == functions =================================================================================
@@ -765,7 +781,9 @@ class Engine:
                                 "retryable": False})
                             continue
                     jobs.append(self.assignment(run, values))
-                await self._persist(runs=picked)
+                # The assignment is queued in order but not awaited: handing out a job is not an
+                # acknowledged write, and a fence lost in a crash only gets the worker a 409.
+                asyncio.ensure_future(self._background(self._persist(runs=picked)))
                 if gone is not None and gone.is_set() and jobs:
                     # §2.5 rule 6: the poller left before the answer could reach it.
                     await self._unassign([r for r in picked if r.status == S.RUNNING])
@@ -788,6 +806,13 @@ class Engine:
                     t.cancel()
                 self._pollers[env].discard(ev)
             s = self.session(env, wid)
+
+    @staticmethod
+    async def _background(done: Awaitable[Any]) -> None:
+        try:
+            await done
+        except ApiError:
+            pass  # logged by _committed; the next change of these runs rewrites their rows
 
     async def _unassign(self, runs: list[Run]) -> None:
         """Undo assignments nobody received: the fences die, the segments queue again."""
@@ -846,6 +871,12 @@ class Engine:
             if run.pause_requested:  # Decision (features.md §3.4): pause at the next checkpoint
                 self._end_segment(run)
                 self._pause(run, "injection")
+            else:
+                # The hot path of a long run: store the steps and the renewed lease only.
+                lease, rid = run.lease_expires_at, run.id
+                await self._persist(steps=steps, settle=[run], extra=lambda c: c.execute(
+                    "UPDATE runs SET lease_expires_at = ? WHERE id = ?", (lease, rid)))
+                return
         else:
             run.last_fence_seq, run.last_fence_token = run.execution_seq, run.lease_token
             run.last_fence_status = status

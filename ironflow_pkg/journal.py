@@ -429,10 +429,16 @@ class Journal:
         commit itself fails, every write in the batch raises :class:`JournalError`. Cancelling
         the awaiting task does not withdraw the write: once queued it will still run.
         """
+        return await self.submit(fn)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` now (FIFO with every other write) and return the future :meth:`write`
+        awaits; it resolves after COMMIT. For callers that need the write ordered at once but
+        need not wait for it."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._submit(self._write_queue, _Job(fn, loop=loop, afut=fut))
-        return await fut
+        return fut
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Blocking :meth:`write` for CLI and start-up code. Never call it from an event loop."""
