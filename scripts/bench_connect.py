@@ -76,9 +76,13 @@ from bench_http import (  # noqa: E402  (the shared helpers of the HTTP benchmar
     STOP_TIMEOUT,
     WARMUP,
     Interrupted,
+    _fmt,
+    _on_sigterm,
     _proc_cpu,
     _system_busy,
     free_port,
+    load_client,
+    pct_of,
     stop_process,
     wait_healthy,
 )
@@ -93,142 +97,7 @@ TARGETS = ("rest", "connect/json", "connect/proto")
 
 # -- load generator (child mode) -------------------------------------------------------------
 
-class _ClientConn:
-    __slots__ = ("sock", "buf", "need", "t0", "ok")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-        self.need = -1  # total bytes of the current response once its head is parsed
-        self.t0 = 0.0
-        self.ok = True  # status 200; other answers count as errors, not as calls
-
-
-def load_client(port: int, conns: int, seconds: float, server_pid: int, request: bytes) -> int:
-    """``bench_http.load_client`` with the request as a parameter: drive ``conns`` keep-alive
-    connections sending ``request`` (no pipelining); print one JSON line of results on stdout."""
-    perf = time.perf_counter
-    sel = selectors.DefaultSelector()
-    clients: list[_ClientConn] = []
-    for _ in range(conns):
-        s = socket.create_connection((HOST, port), timeout=5.0)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setblocking(False)
-        c = _ClientConn(s)
-        clients.append(c)
-        sel.register(s, selectors.EVENT_READ, c)
-
-    latencies: list[float] = []
-    record = latencies.append
-    errors = 0
-    t_start = perf()
-    warm_end = t_start + WARMUP
-    end = warm_end + seconds
-    measuring = False
-    srv0 = cli0 = 0.0
-    sys0: float | None = None
-    m_start = warm_end
-    for c in clients:
-        c.t0 = perf()
-        c.sock.send(request)
-
-    open_conns = len(clients)
-    now = perf()
-    while now < end and open_conns:
-        events = sel.select(0.5)
-        for key, _ in events:
-            c = key.data
-            try:
-                data = c.sock.recv(65536)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""
-            if not data:  # the server closed the connection: an error, and one connection fewer
-                errors += 1
-                sel.unregister(c.sock)
-                c.sock.close()
-                open_conns -= 1
-                continue
-            buf = c.buf + data if c.buf else data
-            if c.need < 0:
-                i = buf.find(b"\r\n\r\n")
-                if i < 0:
-                    c.buf = buf
-                    continue
-                head = buf[:i].lower()
-                c.ok = head[9:12] == b"200"
-                j = head.find(b"\r\ncontent-length:")
-                if j < 0:
-                    raise SystemExit(f"response without Content-Length: {buf[:i]!r}")
-                k = head.find(b"\r\n", j + 2)
-                c.need = i + 4 + int(head[j + 17:k if k >= 0 else len(head)])
-            if len(buf) < c.need:
-                c.buf = buf
-                continue
-            if len(buf) > c.need:
-                raise SystemExit("unexpected bytes after a response (no pipelining was asked for)")
-            t = perf()
-            if t >= warm_end:
-                if not measuring:  # first completion in the window: take the CPU baselines
-                    measuring = True
-                    m_start = t
-                    srv0 = _proc_cpu(server_pid) or 0.0
-                    cli0 = sum(os.times()[:2])
-                    sys0 = _system_busy()
-                if t < end:
-                    if c.ok:
-                        record(t - c.t0)
-                    else:
-                        errors += 1
-            c.buf = b""
-            c.need = -1
-            c.t0 = t
-            try:
-                c.sock.send(request)
-            except OSError:
-                errors += 1
-                sel.unregister(c.sock)
-                c.sock.close()
-                open_conns -= 1
-        now = perf()
-    m_end = perf()
-    srv1 = _proc_cpu(server_pid)
-    cli1 = sum(os.times()[:2])
-    sys1 = _system_busy()
-    for c in clients:
-        try:
-            sel.unregister(c.sock)
-        except (KeyError, ValueError):
-            pass
-        c.sock.close()
-    sel.close()
-
-    window = m_end - m_start
-    latencies.sort()
-    n = len(latencies)
-
-    def pct(p: float) -> float:
-        return latencies[min(n - 1, int(p * n))] * 1000 if n else float("nan")
-
-    srv_cpu = srv1 - srv0 if srv1 is not None and measuring else None
-    cli_cpu = cli1 - cli0 if measuring else None
-    other = None  # CPU used by everything else on the machine: a noise indicator
-    if sys0 is not None and sys1 is not None and srv_cpu is not None and cli_cpu is not None:
-        other = max(0.0, (sys1 - sys0) - srv_cpu - cli_cpu)
-    print(json.dumps({
-        "requests": n, "window": window, "rps": n / window if window > 0 else 0.0,
-        "p50_ms": pct(0.50), "p99_ms": pct(0.99), "errors": errors,
-        "srv_cpu": srv_cpu, "cli_cpu": cli_cpu, "other_cpu": other,
-    }), flush=True)
-    return 0
-
-
 # -- orchestration -----------------------------------------------------------------------------
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Interrupted(f"signal {signum}")
-
 
 def http_request(method: str, path: str, body: bytes | None = None,
                  ctype: str | None = None) -> bytes:
@@ -398,14 +267,6 @@ class Bench:
             self.results.append(res)
             print(f"  {name:<14} {res['rps']:>9.0f} calls/s", file=sys.stderr, flush=True)
         self.stop_server()
-
-
-def pct_of(v: float | None, window: float) -> float | None:
-    return None if v is None or window <= 0 else 100 * v / window
-
-
-def _fmt(v: float | None, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
 
 
 def report_http(results: list[dict[str, Any]], args: argparse.Namespace) -> None:

@@ -136,8 +136,10 @@ class _ClientConn:
         self.ok = True  # status 200; other answers count as errors, not as requests
 
 
-def load_client(port: int, conns: int, seconds: float, server_pid: int) -> int:
-    """Drive ``conns`` keep-alive connections; print one JSON line of results on stdout."""
+def load_client(port: int, conns: int, seconds: float, server_pid: int,
+                request: bytes = REQUEST) -> int:
+    """Drive ``conns`` keep-alive connections sending ``request`` (no pipelining); print one
+    JSON line of results on stdout."""
     perf = time.perf_counter
     sel = selectors.DefaultSelector()
     clients: list[_ClientConn] = []
@@ -161,7 +163,7 @@ def load_client(port: int, conns: int, seconds: float, server_pid: int) -> int:
     m_start = warm_end
     for c in clients:
         c.t0 = perf()
-        c.sock.send(REQUEST)
+        c.sock.send(request)
 
     open_conns = len(clients)
     now = perf()
@@ -216,7 +218,7 @@ def load_client(port: int, conns: int, seconds: float, server_pid: int) -> int:
             c.need = -1
             c.t0 = t
             try:
-                c.sock.send(REQUEST)
+                c.sock.send(request)
             except OSError:
                 errors += 1
                 sel.unregister(c.sock)
