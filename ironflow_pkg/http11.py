@@ -151,6 +151,9 @@ _ABSOLUTE_RE = re.compile(rb"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?]*)(.*)\Z", re.S)
 _AUTHORITY_RE = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]+:[0-9]+\Z")
 _HOST_RE = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%@]*\Z")
 _HEX_RE = re.compile(rb"[0-9A-Fa-f]+\Z")
+# A whole block of field lines, each ``token ":" field-value CRLF`` (what _split_field checks
+# line by line).
+_FIELD_BLOCK_RE = re.compile(rb"(?:[" + _TCHAR + rb"]+:[\t\x20-\x7e\x80-\xff]*\r\n)*\Z")
 _CHUNK_EXT_RE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*\Z")
 
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -343,11 +346,17 @@ class RequestParser:
             raise HttpError(414, "request line too large")
         if len(lines) - 1 > lim.max_headers:
             raise HttpError(431, "too many header fields")
-        fields = []
-        for line in lines[1:]:
-            if line[:1] in (b" ", b"\t"):
-                raise HttpError(400, "obsolete line folding is not allowed")  # RFC 9112 §5.2
-            fields.append(_split_field(line))
+        rest = block[len(lines[0]) + 2:]
+        if not rest or _FIELD_BLOCK_RE.match(rest + b"\r\n"):
+            # One regex call validates every field line; then splitting cannot fail.
+            fields = [(n, v.strip(b" \t")) for n, _, v in
+                      (line.partition(b":") for line in lines[1:])]
+        else:  # find the offending line for the precise answer
+            fields = []
+            for line in lines[1:]:
+                if line[:1] in (b" ", b"\t"):
+                    raise HttpError(400, "obsolete line folding is not allowed")  # RFC 9112 §5.2
+                fields.append(_split_field(line))
         self._pos = self._scan = end + 4
         self._head_bytes = end + 4 - pos
         self._req_line = lines[0]
