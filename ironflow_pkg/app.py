@@ -100,6 +100,8 @@ class App:
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
         #: Handles every ``/ironflow.v1.*`` request once authenticated (the Connect adapter).
         self.connect_handler: Callable[[HttpRequest], Awaitable[Response]] | None = None
+        #: Warnings found by the areas at start-up, shown by /health and /ready.
+        self.extra_warnings: list[str] = []
         #: Readiness checks: each returns (component, problem) or None when healthy.
         self.ready_checks: list[Callable[[], tuple[str, str] | None]] = []
         limits = TransportLimits(
@@ -282,7 +284,7 @@ class App:
             out.append("dev mode: authentication disabled")
         if not self.settings.master_key:
             out.append("IRONFLOW_MASTER_KEY not set: secrets are stored unencrypted")
-        return out
+        return out + self.extra_warnings
 
     async def _health(self, req: HttpRequest, params: dict[str, str]) -> Response:
         # Liveness is polled hard by orchestrators and benchmarks: the body around the
@@ -319,9 +321,12 @@ class App:
             if problem is not None:
                 issues[problem[0]] = problem[1]
         if issues:
-            return json_response({"status": "not_ready", "issues": issues, "warnings": {}}, 503,
-                                 [("Retry-After", "1")])
-        return json_response({"status": "ready", "issues": {}, "warnings": {}})
+            return json_response({"status": "not_ready", "issues": issues,
+                                  "warnings": self._ready_warnings()}, 503, [("Retry-After", "1")])
+        return json_response({"status": "ready", "issues": {}, "warnings": self._ready_warnings()})
+
+    def _ready_warnings(self) -> dict[str, str]:
+        return {f"warning_{i}": w for i, w in enumerate(self.extra_warnings, 1)}
 
     async def _metrics(self, req: HttpRequest, params: dict[str, str]) -> Response:
         if not self.settings.metrics_enabled:

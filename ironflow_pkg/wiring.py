@@ -14,6 +14,10 @@ from typing import Any
 from .api_engine import EngineRoutes
 from .api_query import QueryRoutes
 from .api_schemas import SchemaRoutes
+from .api_stores import StoreRoutes
+from .configdocs import ConfigStore
+from .kv import KVStore
+from .secrets_store import SecretStore
 from .app import App
 from .config import Settings
 from .connect import ConnectRouter
@@ -52,6 +56,18 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
     app.on_open.append(schemas.load)
     engine.validate_event = schemas.check
     SchemaRoutes(app, rpc, schemas)
+    kv, config = KVStore(app.journal), ConfigStore(app.journal)
+    secrets = SecretStore(app.journal, settings.master_key)
+    app.on_open.extend([kv.load, config.load])
+
+    def check_secrets() -> None:
+        bad = secrets.undecryptable_sync()
+        if bad:  # features.md §8: reported, and those runs fail SECRET_NOT_FOUND at dispatch
+            app.extra_warnings.append(f"{len(bad)} secret(s) cannot be decrypted with "
+                                      "IRONFLOW_MASTER_KEY")
+    app.on_open.append(check_secrets)
+    engine.secrets = secrets.resolve
+    StoreRoutes(app, kv, config, secrets)
     app.connect_handler = rpc
     return app
 
