@@ -1,0 +1,360 @@
+"""WebSocket transport tests: a raw-socket stdlib client (handshake + masked frames) against the
+``scripts/ws_echo.py`` handler on an in-process port-0 loopback :class:`HttpServer`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import base64
+import importlib.util
+import os
+import socket
+import threading
+import time
+import zlib
+from typing import Any
+
+import pytest
+
+from ironflow_pkg.server import HttpServer
+from ironflow_pkg.websocket import WsLimits, accept_key, encode_frame
+from ironflow_pkg.ws_asyncio import websocket_response
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST = "127.0.0.1"
+T = 3.0
+
+
+def _load_echo() -> Any:
+    spec = importlib.util.spec_from_file_location("ws_echo_script", os.path.join(ROOT, "scripts", "ws_echo.py"))
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ws_echo = _load_echo()
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Any, timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        async def cancel_rest() -> None:
+            me = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not me]
+            for t in rest:
+                t.cancel()
+            if rest:
+                await asyncio.wait(rest, timeout=2.0)
+
+        try:
+            self.call(cancel_rest(), 5.0)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            if not self.thread.is_alive():
+                self.loop.close()
+
+
+@pytest.fixture
+def serve():
+    made: list[tuple[LoopThread, HttpServer]] = []
+
+    def factory(**options: Any) -> int:
+        lt = LoopThread()
+        server = HttpServer(ws_echo.make_handler(**options), ws_echo.render_error)
+        _, port = lt.call(server.start(HOST, 0))
+        made.append((lt, server))
+        return port
+
+    yield factory
+    for lt, server in made:
+        try:
+            lt.call(server.shutdown(0.5), 10)
+        finally:
+            lt.stop()
+
+
+class Client:
+    """A minimal RFC 6455 client over a blocking socket."""
+
+    def __init__(self, port: int, extensions: str | None = None, path: str = "/",
+                 extra: str = "") -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=T)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.key = base64.b64encode(os.urandom(16)).decode()
+        req = (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n")
+        if extensions:
+            req += f"Sec-WebSocket-Extensions: {extensions}\r\n"
+        req += extra + "\r\n"
+        self.sock.sendall(req.encode())
+        self.buf = bytearray()
+        while b"\r\n\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                break
+            self.buf += data
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        self.buf = bytearray(rest)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        self.inflater = zlib.decompressobj(-15)
+
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> None:
+        self.sock.sendall(encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=os.urandom(4)))
+
+    def _need(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError
+            self.buf += data
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def recv_frame(self) -> tuple[bool, bool, int, bytes]:
+        b0, b1 = self._need(2)
+        assert not b1 & 0x80, "server frames are unmasked"
+        n = b1 & 0x7F
+        if n == 126:
+            n = int.from_bytes(self._need(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self._need(8), "big")
+        return bool(b0 & 0x80), bool(b0 & 0x40), b0 & 0x0F, self._need(n)
+
+    def recv_message(self) -> tuple[int, bytes]:
+        fin, rsv1, op, payload = self.recv_frame()
+        assert fin
+        if rsv1:
+            payload = self.inflater.decompress(payload + b"\x00\x00\xff\xff")
+        return op, payload
+
+    def at_eof(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, socket.timeout):
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_handshake_and_echo_text_binary(serve):
+    c = Client(serve())
+    assert c.status == 101
+    assert c.headers["sec-websocket-accept"] == accept_key(c.key)
+    assert c.headers["upgrade"].lower() == "websocket"
+    assert "sec-websocket-extensions" not in c.headers
+    c.send_frame(1, "héllo".encode())
+    assert c.recv_message() == (1, "héllo".encode())
+    c.send_frame(2, b"\x00\xff" * 40000)
+    assert c.recv_message() == (2, b"\x00\xff" * 40000)
+    c.close()
+
+
+def test_bad_handshake_json_errors(serve):
+    port = serve()
+    s = socket.create_connection((HOST, port), timeout=T)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
+    data = s.recv(65536)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 426 ")
+    assert b"Sec-WebSocket-Version: 13\r\n" in data
+    assert b'"code":"failed_precondition"' in data
+    s = socket.create_connection((HOST, port), timeout=T)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = s.recv(65536)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 400 ") and b'"code":"invalid_argument"' in data
+
+
+def test_fragmented_message_with_interleaved_ping(serve):
+    c = Client(serve())
+    c.send_frame(1, b"frag", fin=False)
+    c.send_frame(9, b"pp")
+    c.send_frame(0, b"men", fin=False)
+    c.send_frame(0, b"ted")
+    assert c.recv_frame() == (True, False, 10, b"pp")
+    assert c.recv_message() == (1, b"fragmented")
+    c.close()
+
+
+def test_ping_answered(serve):
+    c = Client(serve())
+    c.send_frame(9, b"hello?")
+    assert c.recv_frame() == (True, False, 10, b"hello?")
+    c.close()
+
+
+def test_client_close_handshake(serve):
+    c = Client(serve())
+    c.send_frame(8, (1000).to_bytes(2, "big") + b"bye")
+    assert c.recv_frame() == (True, False, 8, (1000).to_bytes(2, "big"))
+    assert c.at_eof()  # the server closes TCP first (§7.1.1)
+    c.close()
+
+
+def test_protocol_error_closes_1002(serve):
+    c = Client(serve())
+    c.sock.sendall(encode_frame(1, b"unmasked"))
+    fin, _, op, payload = c.recv_frame()
+    assert op == 8 and int.from_bytes(payload[:2], "big") == 1002
+    assert c.at_eof()
+    c.close()
+
+
+def test_oversized_message_1009(serve):
+    c = Client(serve(limits=WsLimits(max_message_size=1000, max_frame_payload=2000)))
+    c.send_frame(2, b"x" * 1000)
+    assert c.recv_message() == (2, b"x" * 1000)
+    c.send_frame(2, b"x" * 600, fin=False)
+    c.send_frame(0, b"x" * 600)
+    _, _, op, payload = c.recv_frame()
+    assert op == 8 and int.from_bytes(payload[:2], "big") == 1009
+    c.close()
+
+
+def test_default_limit_is_one_mib(serve):
+    c = Client(serve(limits=None))
+    c.send_frame(2, b"y" * (1024 * 1024 + 1))
+    _, _, op, payload = c.recv_frame()
+    assert op == 8 and int.from_bytes(payload[:2], "big") == 1009
+    c.close()
+
+
+def test_deflate_negotiated_and_working(serve):
+    c = Client(serve(), extensions="permessage-deflate; client_max_window_bits")
+    assert c.status == 101
+    assert c.headers["sec-websocket-extensions"].startswith("permessage-deflate")
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    for text in ("hello hello hello hello", "hello again, hello again"):
+        data = comp.compress(text.encode()) + comp.flush(zlib.Z_SYNC_FLUSH)
+        c.send_frame(1, data[:-4], rsv1=True)
+        op, payload = c.recv_message()
+        assert (op, payload) == (1, text.encode())
+    c.send_frame(2, b"raw, not compressed")  # per-message choice (RFC 7692 §6)
+    assert c.recv_message() == (2, b"raw, not compressed")
+    c.close()
+
+
+def test_deflate_bomb_closed_1009(serve):
+    c = Client(serve(limits=WsLimits(max_message_size=100_000, max_frame_payload=200_000)),
+               extensions="permessage-deflate")
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    data = comp.compress(b"\x00" * 10_000_000) + comp.flush(zlib.Z_SYNC_FLUSH)
+    assert len(data) < 20_000
+    c.send_frame(2, data[:-4], rsv1=True)
+    _, _, op, payload = c.recv_frame()
+    assert op == 8 and int.from_bytes(payload[:2], "big") == 1009
+    c.close()
+
+
+def test_idle_client_without_pong_is_closed(serve):
+    c = Client(serve(ping_interval=0.1, ping_timeout=0.2))
+    fin, _, op, payload = c.recv_frame()
+    assert op == 9 and len(payload) == 4  # the server's ping; we do not answer
+    t0 = time.monotonic()
+    _, _, op, payload = c.recv_frame()
+    assert op == 8 and int.from_bytes(payload[:2], "big") == 1011
+    assert c.at_eof()
+    assert time.monotonic() - t0 < 2.0
+    c.close()
+
+
+def test_idle_client_answering_pings_stays(serve):
+    c = Client(serve(ping_interval=0.1, ping_timeout=0.3))
+    for _ in range(3):
+        _, _, op, payload = c.recv_frame()
+        assert op == 9
+        c.send_frame(10, payload)
+    c.send_frame(1, b"still here")
+    while True:
+        _, _, op, payload = c.recv_frame()
+        if op == 1:
+            assert payload == b"still here"
+            break
+        assert op == 9
+        c.send_frame(10, payload)
+    c.close()
+
+
+def test_first_frame_in_same_packet_as_handshake(serve):
+    port = serve()
+    s = socket.create_connection((HOST, port), timeout=T)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+              + encode_frame(1, b"early", mask=b"\x01\x02\x03\x04"))
+    data = b""
+    while not data.endswith(b"early"):
+        chunk = s.recv(65536)
+        assert chunk
+        data += chunk
+    s.close()
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in data
+    assert data.endswith(b"\x81\x05early")
+
+
+class _Head:
+    def __init__(self, headers: list[tuple[str, str]], method: str = "GET") -> None:
+        self.headers = tuple((k.lower(), v) for k, v in headers)
+        self.method = method
+
+
+_GOOD = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")]
+
+
+def test_websocket_response_shapes():
+    async def h(session: Any) -> None:
+        return None
+
+    ok = websocket_response(_Head(_GOOD + [("Sec-WebSocket-Protocol", "a, b")]), h,
+                            select_subprotocol=lambda offered: offered[-1])
+    assert ok.status == 101 and ok.upgrade is not None
+    assert ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") in ok.headers
+    assert ("Sec-WebSocket-Protocol", "b") in ok.headers
+    bad = websocket_response(_Head(_GOOD[1:]), h)
+    assert bad.status == 400 and bad.upgrade is None
+    assert json.loads(bad.body)["code"] == "invalid_argument"
+    denied = websocket_response(_Head(_GOOD + [("Origin", "https://evil")]), h,
+                                check_origin=lambda o: False)
+    assert denied.status == 403 and json.loads(denied.body)["code"] == "permission_denied"
+
+
+def test_handler_exception_closes_1011():
+    async def boom(session: Any) -> None:
+        await session.recv()
+        raise RuntimeError("app bug")
+
+    async def http_handler(req: Any) -> Any:
+        return websocket_response(req, boom)
+
+    lt = LoopThread()
+    server = HttpServer(http_handler, ws_echo.render_error)
+    try:
+        _, port = lt.call(server.start(HOST, 0))
+        c = Client(port)
+        c.send_frame(1, b"trigger")
+        _, _, op, payload = c.recv_frame()
+        assert op == 8 and int.from_bytes(payload[:2], "big") == 1011
+        c.send_frame(8, payload[:2])
+        assert c.at_eof()
+        c.close()
+    finally:
+        try:
+            lt.call(server.shutdown(0.5), 10)
+        finally:
+            lt.stop()
