@@ -96,7 +96,8 @@ class ConfigStore:
         del self.docs[(env, name)]
         await self.journal.write(lambda c: c.execute(
             "DELETE FROM config_docs WHERE env_id = ? AND name = ?", (env, name)))
-        self._notify(env, name, {"operation": "deleted", "data": None, "revision": cur.revision})
+        # websocket.md §4: a delete reports the revision it produced.
+        self._notify(env, name, {"operation": "deleted", "data": None, "revision": cur.revision + 1})
 
     def _notify(self, env: str, name: str, change: dict[str, Any]) -> None:
         for fn in list(self.listeners):

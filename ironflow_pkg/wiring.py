@@ -15,6 +15,7 @@ from .api_engine import EngineRoutes
 from .api_query import QueryRoutes
 from .api_schemas import SchemaRoutes
 from .api_stores import StoreRoutes
+from .api_watch import WatchRoutes
 from .configdocs import ConfigStore
 from .kv import KVStore
 from .secrets_store import SecretStore
@@ -68,6 +69,7 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
     app.on_open.append(check_secrets)
     engine.secrets = secrets.resolve
     StoreRoutes(app, kv, config, secrets)
+    WatchRoutes(app, kv, config)
     app.connect_handler = rpc
     return app
 
