@@ -276,7 +276,6 @@ class App:
         r.add("GET", "/ready", self._ready, auth="public")
         r.add("GET", "/metrics", self._metrics, auth="public")
         r.add("GET", "/api/v1/capabilities", self._capabilities, auth="public")
-        r.add("GET", "/ws", self._ws, auth="key")
 
     def warnings(self) -> list[str]:
         out = []
@@ -338,10 +337,6 @@ class App:
         return json_response({"transports": ["rest"], "features": sorted(self.features),
                               "version": VERSION, "auth_required": not self.settings.dev})
 
-    async def _ws(self, req: HttpRequest, params: dict[str, str]) -> Response:
-        if req.head.upgrade is None or req.head.upgrade.lower() != "websocket":
-            raise ApiError("invalid_argument", "websocket upgrade required")
-        raise ApiError("unimplemented", "WebSocket subscriptions are not implemented yet")
 
 
 def _bearer(value: str | None) -> str | None:

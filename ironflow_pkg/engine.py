@@ -27,6 +27,7 @@ from typing import Any
 from .errors import ApiError
 from .flowcontrol import FlowControl, Key, Lane, cron_tick_sql, lane_key
 from .functions import FunctionDef, normalize
+from .items import Item, next_seq
 from .journal import Journal
 from .jsonutil import (MISSING, canonical, data_path_get, dumps, fmt_ts, loads, name_matches,
                        now_ts, parse_duration, parse_ts, path_get)
@@ -121,6 +122,9 @@ class Engine:
         #: Schema enforcement on emit: (env, name, version, data) -> schema hash or "" (raises
         #: ApiError to refuse the emit). The schema registry installs its own.
         self.validate_event: Callable[[str, str, int, Any], str] = lambda env, n, v, d: ""
+        #: Receives every stored event as an item of the log, right after its commit (the
+        #: subscription hub installs itself here).
+        self.on_item: Callable[[Item], None] | None = None
         #: Resolves a function's declared secrets at dispatch: the values, or the name of the
         #: first missing one. The secrets store installs its own.
         self.secrets: Callable[[str, list[str]], Any] = self._no_secret_store
@@ -355,7 +359,7 @@ class Engine:
 
     async def emit(self, env: str, name: str, data: Any, *, metadata: dict[str, Any] | None = None,
                    idempotency_key: str | None = None, version: int = 1, source: str = "api",
-                   emitted_by: str = "") -> dict[str, Any]:
+                   emitted_by: str = "", namespace: str = "default") -> dict[str, Any]:
         """features.md §1.1: store, cancelOn, waiters, triggers; answer after commit."""
         validate_event_name(name)
         if idempotency_key:
@@ -376,7 +380,7 @@ class Engine:
             self._idem_pending[key] = fut
             try:
                 result = await self._emit(env, name, data, metadata, idempotency_key, version,
-                                          source, emitted_by)
+                                          source, emitted_by, namespace)
             except BaseException as e:
                 fut.set_exception(e)
                 fut.exception()  # consumed: waiters re-raise their own copy
@@ -386,7 +390,8 @@ class Engine:
             finally:
                 self._idem_pending.pop(key, None)
             return result
-        return await self._emit(env, name, data, metadata, None, version, source, emitted_by)
+        return await self._emit(env, name, data, metadata, None, version, source, emitted_by,
+                                namespace)
 
     def _event(self, env: str, name: str, data: Any, metadata: dict[str, Any] | None,
                idem: str | None, version: int, source: str, emitted_by: str) -> dict[str, Any]:
@@ -401,7 +406,8 @@ class Engine:
         return ev
 
     async def _emit(self, env: str, name: str, data: Any, metadata: dict[str, Any] | None,
-                    idem: str | None, version: int, source: str, emitted_by: str) -> dict[str, Any]:
+                    idem: str | None, version: int, source: str, emitted_by: str,
+                    namespace: str = "default") -> dict[str, Any]:
         schema_hash = self.validate_event(env, name, version, data)
         ev = self._event(env, name, data, metadata, idem, version, source, emitted_by)
         changed: list[Run] = []
@@ -419,15 +425,22 @@ class Engine:
             new_runs.append(self._new_run(fd, ev, data))
         run_ids = [r.id for r in new_runs]
 
-        def w(conn: sqlite3.Connection) -> None:
-            _insert_event(conn, env, ev, run_ids, schema_hash)
+        def w(conn: sqlite3.Connection) -> int:
+            seq = _insert_event(conn, env, ev, run_ids, schema_hash, namespace)
             for lane in lanes:
                 lane.save(conn)
-        await self._persist(runs=changed + new_runs, steps=steps, extra=w)
+            return seq
+        seq = await self._persist(runs=changed + new_runs, steps=steps, extra=w)
+        self._publish(env, ev, seq, namespace)
         for r in new_runs:
             if not r.terminal:
                 self._enqueue(r)
         return {"event_id": ev["id"], "run_ids": run_ids, "duplicate": False}
+
+    def _publish(self, env: str, ev: dict[str, Any], seq: int, namespace: str = "default") -> None:
+        if self.on_item is not None:
+            self.on_item(Item(seq, env, namespace, "events", ev["name"], ev["id"], ev["data"],
+                              ev.get("metadata"), ev["source"], ev["timestamp"]))
 
     def triggered(self, env: str, ev: dict[str, Any]) -> list[FunctionDef]:
         """Functions an event starts (features.md §1.1 step 6), in function-id order."""
@@ -499,7 +512,8 @@ class Engine:
                            emitted_by: str = "", metadata: dict[str, Any] | None = None) -> tuple[Run, str, bool]:
         run, ev, dup = await self.invoke(env, fid, data, idempotency_key, metadata, emitted_by=emitted_by)
         if not dup:
-            await self._persist(runs=[run], extra=lambda c: _insert_event(c, env, ev, [run.id]))
+            seq = await self._persist(runs=[run], extra=lambda c: _insert_event(c, env, ev, [run.id]))
+            self._publish(env, ev, seq)
             if not run.terminal:
                 self._enqueue(run)
         return run, ev["id"], dup
@@ -890,11 +904,12 @@ class Engine:
                 await self._on_yield(run, body.get("yield"), body["_yield_seq"], steps, changed,
                                      children)
 
-        def insert_children(conn: sqlite3.Connection) -> None:
-            for ev, child in children:
-                _insert_event(conn, env, ev, [child.id])
-        await self._persist(runs=changed, steps=steps, extra=insert_children if children else None)
-        for _, child in children:
+        def insert_children(conn: sqlite3.Connection) -> list[int]:
+            return [_insert_event(conn, env, ev, [child.id]) for ev, child in children]
+        seqs = await self._persist(runs=changed, steps=steps,
+                                   extra=insert_children if children else None)
+        for (ev, child), seq in zip(children, seqs or []):
+            self._publish(env, ev, seq)
             self._enqueue(child)
         for r in changed:
             if r.terminal:
@@ -1357,11 +1372,12 @@ class Engine:
         run = self._new_run(fd, ev, ev["data"])
         self.flow.cron_last[k] = when
 
-        def w(conn: sqlite3.Connection) -> None:
-            _insert_event(conn, fd.env_id, ev, [run.id])
+        def w(conn: sqlite3.Connection) -> int:
             cron_tick_sql(conn, k, fire, ev["id"])
+            return _insert_event(conn, fd.env_id, ev, [run.id])
         self._arm_cron(fd)
-        await self._persist(runs=[run], extra=w)
+        seq = await self._persist(runs=[run], extra=w)
+        self._publish(fd.env_id, ev, seq)
         if not run.terminal:
             self._enqueue(run)
 
@@ -1489,10 +1505,14 @@ def event_wire(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _insert_event(conn: sqlite3.Connection, env: str, ev: dict[str, Any], run_ids: list[str],
-                  schema_hash: str = "") -> None:
-    conn.execute("INSERT INTO events (id, env_id, name, data, metadata, source, version, "
-                 "idempotency_key, emitted_by, run_ids, created_at, schema_hash) "
-                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                 (ev["id"], env, ev["name"], dumps(ev["data"]), dumps(ev["metadata"]) if ev.get("metadata") else None,
+                  schema_hash: str = "", namespace: str = "default") -> int:
+    """Store an event with the next global item sequence (websocket.md §5.1); returns it."""
+    seq = next_seq(conn)
+    conn.execute("INSERT INTO events (seq, id, env_id, name, data, metadata, source, version, "
+                 "idempotency_key, emitted_by, run_ids, created_at, schema_hash, namespace) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                 (seq, ev["id"], env, ev["name"], dumps(ev["data"]),
+                  dumps(ev["metadata"]) if ev.get("metadata") else None,
                   ev["source"], ev["version"], ev.get("idempotency_key"), ev.get("emittedBy", ""),
-                  dumps(run_ids), ev["timestamp"], schema_hash))
+                  dumps(run_ids), ev["timestamp"], schema_hash, namespace))
+    return seq

@@ -12,11 +12,12 @@ import sqlite3
 import uuid
 from typing import Any
 
-from .connect import ConnectRouter, payload
+from collections.abc import Callable
+
 from .errors import ApiError
+from .items import Item, next_seq
 from .journal import Journal
 from .jsonutil import dumps, now_ts
-from .server import HttpRequest
 
 TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 RESERVED = ("events:", "topic:", "entity:", "system.", "public.")
@@ -45,8 +46,9 @@ def validate_key(key: Any) -> str | None:
 
 
 async def publish(journal: Journal, env: str, topic: str, data: Any, key: str | None,
-                  run_id: str = "") -> dict[str, Any]:
+                  run_id: str = "", on_item: Callable[[Item], None] | None = None) -> dict[str, Any]:
     topic, key = validate_topic(topic), validate_key(key)
+    now = now_ts()
 
     def w(conn: sqlite3.Connection) -> dict[str, Any]:
         if key is not None:
@@ -55,22 +57,15 @@ async def publish(journal: Journal, env: str, topic: str, data: Any, key: str | 
             if row is not None:
                 return {"event_id": row["id"], "sequence": row["seq"], "duplicate": True}
         mid = f"evt_{uuid.uuid4().hex}"
-        cur = conn.execute("INSERT INTO topic_messages (id, env_id, topic, data, idempotency_key, "
-                           "run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (mid, env, topic, dumps(data), key, run_id, now_ts()))
-        return {"event_id": mid, "sequence": cur.lastrowid, "duplicate": False}
+        seq = next_seq(conn)
+        conn.execute("INSERT INTO topic_messages (seq, id, env_id, topic, data, idempotency_key, "
+                     "run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (seq, mid, env, topic, dumps(data), key, run_id, now))
+        return {"event_id": mid, "sequence": seq, "duplicate": False}
     # The check and the insert run in one writer transaction: two publishes with the same key
     # cannot both store a message.
-    return await journal.write(w)
-
-
-class PubSubPublish:
-    def __init__(self, router: ConnectRouter, journal: Journal) -> None:
-        self.journal = journal
-        router.add("PubSubService", "Publish", self.Publish)
-
-    async def Publish(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
-        data = payload(m, "data")
-        return await publish(self.journal, req.state["env"].id, m.get("topic"),
-                             {} if data is None else data, m.get("idempotency_key"),
-                             req.header("x-ironflow-run-id") or "")
+    out = await journal.write(w)
+    if not out["duplicate"] and on_item is not None:
+        on_item(Item(out["sequence"], env, "default", "topic", topic, out["event_id"], data, None,
+                     "api", now))
+    return out

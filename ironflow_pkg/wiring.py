@@ -26,7 +26,8 @@ from .connect_ironflow import IronflowService
 from .engine import Engine
 from .journal import Journal
 from .schemas import SchemaRegistry
-from .topics import PubSubPublish
+from .items import ItemHub
+from .subscriptions import PubSub
 
 #: The engine's scheduler must have ticked this recently for /ready (rest-api.md §5.2).
 SCHEDULER_STALE_SECONDS = 5.0
@@ -51,7 +52,7 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
         install_faults(app, engine, routes, settings.test_faults)
     rpc = ConnectRouter()
     IronflowService(rpc, engine)
-    PubSubPublish(rpc, app.journal)
+    PubSub(app, rpc, engine, app.journal, ItemHub(app.journal))
     QueryRoutes(app, rpc, app.journal)
     schemas = SchemaRegistry(app.journal, settings.event_schema_enforcement)
     app.on_open.append(schemas.load)

@@ -1,0 +1,191 @@
+"""The item log and its live fan-out (websocket.md §5): user events and topic messages share one
+global sequence; subscriptions match items by pattern, namespace and filter.
+
+Sequences are allocated inside the journal's write transaction (:func:`next_seq`), so they are
+gap-tolerant, strictly increasing and survive restarts. Items are published to the hub right
+after their write committed, in commit order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ApiError
+from .expr import Expression, ExprError, compile_expr
+from .journal import Journal
+from .jsonutil import loads, name_matches
+
+#: Replays read at most this many items (features.md §22).
+MAX_REPLAY = 1000
+PREFIXES = ("events:", "topic:", "entity:")
+
+
+def next_seq(conn: sqlite3.Connection) -> int:
+    """Allocate the next global item sequence (inside the caller's write transaction)."""
+    return conn.execute("UPDATE item_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq").fetchone()[0]
+
+
+@dataclass(frozen=True)
+class Item:
+    seq: int
+    env_id: str
+    namespace: str
+    kind: str  # "events" | "topic"
+    name: str  # event name or topic
+    id: str
+    data: Any
+    metadata: dict[str, Any] | None
+    source: str
+    timestamp: str
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    kind: str
+    subject: str
+
+    def matches(self, item: Item) -> bool:
+        return item.kind == self.kind and name_matches(self.subject, item.name)
+
+
+def parse_pattern(text: Any) -> Pattern:
+    if not isinstance(text, str) or not text:
+        raise ApiError("invalid_argument", "pattern: required")
+    if text.startswith("system."):
+        raise ApiError("unimplemented", "system event subscriptions are not implemented yet")
+    for prefix in PREFIXES:
+        if text.startswith(prefix):
+            subject = text[len(prefix):]
+            tokens = subject.split(".")
+            if not subject or "" in tokens or any(t == ">" for t in tokens[:-1]):
+                raise ApiError("invalid_argument", f"pattern {text!r}: invalid subject")
+            return Pattern(prefix[:-1], subject)
+    raise ApiError("invalid_argument", "pattern needs a namespace prefix")
+
+
+def compile_filter(text: str) -> Expression | None:
+    if not text:
+        return None
+    try:
+        return compile_expr(text)
+    except ExprError as e:
+        raise ApiError("invalid_argument", f"filter: {e}") from None
+
+
+def filter_vars(item: Item) -> dict[str, Any]:
+    return {"data": item.data, "metadata": item.metadata or {}, "name": item.name,
+            "source": item.source, "topic": item.name}
+
+
+class Subscription:
+    """One live subscription: a matcher plus a delivery callback (the transport's queue)."""
+
+    def __init__(self, sid: str, env: str, pattern: Pattern, namespace: str,
+                 filter_expr: Expression | None, deliver: Callable[[Item], None]) -> None:
+        self.id, self.env, self.pattern, self.namespace = sid, env, pattern, namespace
+        self.filter = filter_expr
+        self.deliver = deliver
+        #: Items with a sequence at or below this were already delivered (replay seam).
+        self.cursor = 0
+        #: While a replay is read, live items wait here.
+        self.held: list[Item] | None = None
+
+    def wants(self, item: Item) -> bool:
+        return (item.env_id == self.env and item.namespace == self.namespace
+                and self.pattern.matches(item)
+                and (self.filter is None or self.filter.test(filter_vars(item))))
+
+    def offer(self, item: Item) -> None:
+        if item.seq <= self.cursor or not self.wants(item):
+            return
+        if self.held is not None:
+            self.held.append(item)
+            return
+        self.cursor = item.seq
+        self.deliver(item)
+
+
+class ItemHub:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.subs: dict[str, set[Subscription]] = {}
+
+    def publish(self, item: Item) -> None:
+        for sub in list(self.subs.get(item.env_id, ())):
+            sub.offer(item)
+
+    def count(self, env: str) -> int:
+        return len(self.subs.get(env, ()))
+
+    async def start(self, sub: Subscription, replay: int = 0, after: int | None = None) -> None:
+        """Register ``sub``; first deliver the last ``replay`` stored matches, or every stored
+        match after sequence ``after``, then live items with no gap and no duplicate."""
+        self.subs.setdefault(sub.env, set()).add(sub)
+        if not replay and after is None:
+            sub.cursor = await self._head()
+            return
+        sub.held = []
+        try:
+            items = await self.history(sub, replay, after)
+            for it in items:
+                sub.cursor = it.seq
+                sub.deliver(it)
+        finally:
+            held, sub.held = sub.held or [], None
+        for it in held:
+            sub.offer(it)
+
+    def stop(self, sub: Subscription) -> None:
+        subs = self.subs.get(sub.env)
+        if subs is not None:
+            subs.discard(sub)
+
+    async def _head(self) -> int:
+        return await self.journal.read(lambda c: c.execute(
+            "SELECT seq FROM item_counter WHERE id = 1").fetchone()[0])
+
+    async def history(self, sub: Subscription, replay: int, after: int | None) -> list[Item]:
+        table = "events" if sub.pattern.kind == "events" else "topic_messages"
+        if sub.pattern.kind == "entity":
+            return []  # entity streams do not exist yet: nothing stored can match
+        name_col = "name" if table == "events" else "topic"
+        extra = "metadata, source" if table == "events" else "NULL AS metadata, 'api' AS source"
+        # Scan newest first in pages and match in Python (patterns are token-based).
+        out: list[Item] = []
+        cursor = None
+        while True:
+            where = "env_id = ? AND namespace = ?"
+            args: list[Any] = [sub.env, sub.namespace]
+            if after is not None:
+                where += " AND seq > ?"
+                args.append(after)
+            if cursor is not None:
+                where += " AND seq < ?" if after is None else " AND seq > ?"
+                args.append(cursor)
+            order = "DESC" if after is None else "ASC"
+            rows = await self.journal.read(lambda c, w=where, a=tuple(args), o=order: c.execute(
+                f"SELECT seq, id, {name_col} AS name, data, {extra}, created_at, namespace FROM "
+                f"{table} WHERE {w} ORDER BY seq {o} LIMIT 500", a).fetchall())
+            if not rows:
+                break
+            for r in rows:
+                it = Item(r["seq"], sub.env, r["namespace"], sub.pattern.kind, r["name"], r["id"],
+                          loads(r["data"]), loads(r["metadata"]), r["source"], r["created_at"])
+                if sub.wants(it):
+                    out.append(it)
+            cursor = rows[-1]["seq"]
+            if after is None and len(out) >= (replay or 0):
+                break
+            if after is not None and len(out) >= MAX_REPLAY * 10:
+                break  # a resume this far behind is capped; the client can page with the cursor
+        if after is None:
+            out = out[:min(replay, MAX_REPLAY)]
+            out.reverse()
+        return out

@@ -1,0 +1,282 @@
+"""Live subscriptions over Connect (``PubSubService``) and the ``/ws`` socket (websocket.md §2),
+both on the one :class:`~ironflow_pkg.items.ItemHub`.
+
+Consumer groups (``consumerGroup`` / ``JoinConsumerGroup`` / ``AckEvent``) and system-event
+subjects are not built yet: they answer ``unimplemented``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .api_engine import emitted_by, env_of
+from .app import App
+from .connect import ConnectRouter, payload, set_payload
+from .engine import Engine, new_id
+from .errors import ApiError
+from .items import Item, ItemHub, Subscription, compile_filter, parse_pattern
+from .journal import Journal
+from .server import HttpRequest, Response
+from .topics import publish, validate_topic
+from .ws_asyncio import WebSocketSession, websocket_response
+
+#: websocket.md §2.6: frames queued for one subscription before the backpressure mode applies,
+#: and the hard cap of the ``buffer`` mode (then the connection is closed as a slow consumer).
+SOFT_LIMIT = 1000
+HARD_LIMIT = 10000
+MAX_WS_MESSAGE = 1024 * 1024
+
+
+class SlowConsumer(Exception):
+    pass
+
+
+def _opt(opts: dict[str, Any], *names: str) -> Any:
+    for n in names:
+        if n in opts and opts[n] is not None:
+            return opts[n]
+    return None
+
+
+def subscription_from(env: str, pattern: Any, opts: dict[str, Any],
+                      deliver: Callable[[Item], None]) -> tuple[Subscription, int, int | None]:
+    """Validate subscribe options (websocket.md §2.2); returns (subscription, replay, after)."""
+    if _opt(opts, "consumer_group", "consumerGroup"):
+        raise ApiError("unimplemented", "consumer groups are not implemented by this server yet")
+    pat = parse_pattern(pattern)
+    replay = _opt(opts, "replay") or 0
+    after = _opt(opts, "start_after_sequence", "startAfterSequence")
+    if isinstance(replay, bool) or not isinstance(replay, int) or not 0 <= replay <= 1000:
+        raise ApiError("invalid_argument", "replay: an integer 0-1000")
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
+        raise ApiError("invalid_argument", "startAfterSequence: an integer >= 0")
+    if replay and after is not None:
+        raise ApiError("invalid_argument", "replay and startAfterSequence are exclusive")
+    flt = _opt(opts, "filter") or ""
+    if not isinstance(flt, str):
+        raise ApiError("invalid_argument", "filter: must be a string")
+    ns = _opt(opts, "namespace") or "default"
+    sub = Subscription(new_id("sub"), env, pat, str(ns), compile_filter(flt), deliver)
+    return sub, replay, after
+
+
+def _backpressure(opts: dict[str, Any]) -> str:
+    v = _opt(opts, "backpressure")
+    return {1: "drop", 2: "block", 3: "buffer", "BACKPRESSURE_MODE_DROP": "drop",
+            "BACKPRESSURE_MODE_BLOCK": "block", "BACKPRESSURE_MODE_BUFFER": "buffer"}.get(
+        v, v if v in ("drop", "block", "buffer") else "buffer")
+
+
+class PubSub:
+    def __init__(self, app: App, rpc: ConnectRouter, engine: Engine, journal: Journal,
+                 hub: ItemHub) -> None:
+        self.engine, self.journal, self.hub = engine, journal, hub
+        engine.on_item = hub.publish
+        for m in ("Publish", "Emit", "ListTopics", "GetTopicStats"):
+            rpc.add("PubSubService", m, getattr(self, m))
+        rpc.add_stream("PubSubService", "Subscribe", self.Subscribe)
+        app.router.add("GET", "/ws", self.ws)
+        app.features.add("pubsub")
+
+    # -- unary ---------------------------------------------------------------------------------
+
+    async def Publish(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        data = payload(m, "data")
+        return await publish(self.journal, env_of(req), m.get("topic"), {} if data is None else data,
+                             m.get("idempotency_key"), req.header("x-ironflow-run-id") or "",
+                             on_item=self.hub.publish)
+
+    async def Emit(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        data = payload(m, "data")
+        if data is None and "data_value" not in m:
+            data = {}
+        out = await self.engine.emit(env_of(req), m.get("event") or "", data,
+                                     metadata=m.get("metadata") or None,
+                                     idempotency_key=m.get("idempotency_key") or None,
+                                     version=m.get("version") or 1, emitted_by=emitted_by(req),
+                                     namespace=m.get("namespace") or "default")
+        return {"run_ids": out["run_ids"], "event_id": out["event_id"]}
+
+    async def ListTopics(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        env = env_of(req)
+        rows = await self.journal.read(lambda c: c.execute(
+            "SELECT topic, count(*) AS n, min(created_at) AS first, max(created_at) AS last FROM "
+            "topic_messages WHERE env_id = ? GROUP BY topic ORDER BY topic", (env,)).fetchall())
+        return {"topics": [{"name": r["topic"], "message_count": r["n"],
+                            "consumer_count": self._consumers(env, r["topic"]),
+                            "first_message_at": r["first"], "last_message_at": r["last"]}
+                           for r in rows]}
+
+    async def GetTopicStats(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        env, topic = env_of(req), validate_topic(m.get("topic"))
+        row = await self.journal.read(lambda c: c.execute(
+            "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi FROM topic_messages WHERE "
+            "env_id = ? AND topic = ?", (env, topic)).fetchone())
+        return {"name": topic, "message_count": row["n"], "consumer_count": self._consumers(env, topic),
+                "lag": 0, "first_seq": row["lo"] or 0, "last_seq": row["hi"] or 0}
+
+    def _consumers(self, env: str, topic: str) -> int:
+        probe = Item(0, env, "default", "topic", topic, "", None, None, "", "")
+        return sum(1 for s in self.hub.subs.get(env, ()) if s.pattern.matches(probe))
+
+    # -- Connect server stream -------------------------------------------------------------------
+
+    async def Subscribe(self, req: HttpRequest, m: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        opts = m.get("options") or {}
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        overflow = False
+
+        def deliver(item: Item) -> None:
+            nonlocal overflow
+            if queue.qsize() >= HARD_LIMIT:
+                overflow = True
+                return
+            queue.put_nowait(item)
+        sub, replay, after = subscription_from(env_of(req), m.get("pattern"), opts, deliver)
+        include = bool(_opt(opts, "include_metadata"))
+        gone = req.disconnected()
+        try:
+            await self.hub.start(sub, replay, after)
+            while True:
+                if overflow:
+                    raise ApiError("resource_exhausted", "slow consumer")
+                get = asyncio.ensure_future(queue.get())
+                stop = asyncio.ensure_future(gone.wait())
+                done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                if get not in done:
+                    get.cancel()
+                    return  # the client went away: release the subscription
+                yield _subscription_event(sub.id, get.result(), include)
+        finally:
+            self.hub.stop(sub)
+
+    # -- /ws (websocket.md §2) -------------------------------------------------------------------
+
+    async def ws(self, req: HttpRequest, p: dict[str, str]) -> Response:
+        if req.head.upgrade is None or req.head.upgrade.lower() != "websocket":
+            raise ApiError("invalid_argument", "websocket upgrade required")
+        env = env_of(req)
+
+        async def handler(session: WebSocketSession) -> None:
+            await _WsConnection(self.hub, env, session).run()
+        return websocket_response(req, handler, deflate=None, ping_interval=30.0, ping_timeout=30.0)
+
+
+def _subscription_event(sid: str, item: Item, include: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"subscription_id": sid, "event_id": item.id, "topic": item.name,
+                           "sequence": item.seq, "delivery_attempt": 1}
+    set_payload(out, "data", item.data)
+    if include:
+        meta: dict[str, Any] = {"timestamp": item.timestamp, "source": item.source,
+                                "namespace": item.namespace}
+        if item.metadata:
+            meta["custom"] = item.metadata
+        out["metadata"] = meta
+    return out
+
+
+class _WsConnection:
+    """One ``/ws`` socket: its subscriptions and its outbound queue with backpressure."""
+
+    def __init__(self, hub: ItemHub, env: str, session: WebSocketSession) -> None:
+        self.hub, self.env, self.session = hub, env, session
+        self.subs: dict[str, tuple[Subscription, bool, str]] = {}
+        self.pending: dict[str, int] = {}
+        self.out: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.slow = False
+
+    async def run(self) -> None:
+        sender = asyncio.ensure_future(self._send_loop())
+        try:
+            while not self.slow:
+                msg = await self.session.recv()
+                if msg is None:
+                    return
+                await self._handle(msg)
+        finally:
+            sender.cancel()
+            for sub, _, _ in self.subs.values():
+                self.hub.stop(sub)
+
+    async def _send_loop(self) -> None:
+        while True:
+            sid, text = await self.out.get()
+            if sid:
+                self.pending[sid] = self.pending.get(sid, 1) - 1
+            await self.session.send(text)
+
+    def _frame(self, obj: dict[str, Any], sid: str = "") -> None:
+        self.out.put_nowait((sid, json.dumps(obj, separators=(",", ":"), ensure_ascii=False)))
+
+    async def _handle(self, msg: str | bytes) -> None:
+        if isinstance(msg, bytes):
+            await self.session.close(1003, "binary frames are not supported")
+            return
+        try:
+            m = json.loads(msg)
+        except ValueError:
+            m = None
+        if not isinstance(m, dict):
+            self._frame({"type": "error", "code": "invalid_argument", "message": "invalid JSON message"})
+            return
+        kind = m.get("type")
+        if kind == "subscribe":
+            specs = m.get("subscriptions") if isinstance(m.get("subscriptions"), list) else [m.get("subscription")]
+            made = [self._subscribe(s) for s in specs]
+            # The result goes out before any replayed item, so the client knows the id first.
+            self._frame({"type": "subscription_result", "results": [r for r, _ in made]})
+            for _, start in made:
+                if start is not None:
+                    await self.hub.start(*start)
+        elif kind == "unsubscribe":
+            found = self.subs.pop(str(m.get("subscriptionId") or ""), None)
+            if found is not None:
+                self.hub.stop(found[0])
+        elif kind == "ack":
+            pass  # acks only concern consumer-group deliveries; none are in flight here
+        else:
+            self._frame({"type": "error", "code": "invalid_argument",
+                         "message": f"unknown message type {kind!r}"})
+
+    def _subscribe(self, spec: Any) -> tuple[dict[str, Any], tuple[Subscription, int, int | None] | None]:
+        pattern = spec.get("pattern") if isinstance(spec, dict) else None
+        opts = spec.get("options") if isinstance(spec, dict) and isinstance(spec.get("options"), dict) else {}
+        holder: list[Subscription] = []
+
+        def deliver(item: Item) -> None:
+            self._deliver(holder[0], item)
+        try:
+            sub, replay, after = subscription_from(self.env, pattern, opts, deliver)
+        except ApiError as e:
+            return {"pattern": pattern, "status": "error", "code": e.code, "message": e.message}, None
+        holder.append(sub)
+        self.subs[sub.id] = (sub, bool(_opt(opts, "include_metadata", "includeMetadata")),
+                             _backpressure(opts))
+        return {"pattern": pattern, "status": "ok", "subscriptionId": sub.id}, (sub, replay, after)
+
+    def _deliver(self, sub: Subscription, item: Item) -> None:
+        entry = self.subs.get(sub.id)
+        if entry is None:
+            return
+        _, include, mode = entry
+        n = self.pending.get(sub.id, 0)
+        if n >= SOFT_LIMIT and mode == "drop":
+            return
+        if n >= HARD_LIMIT:  # "buffer" (and "block", which this server treats as buffer)
+            self.slow = True
+            asyncio.ensure_future(self.session.close(1011, "slow consumer"))
+            return
+        frame: dict[str, Any] = {"type": "event", "subscriptionId": sub.id, "topic": item.name,
+                                 "data": item.data, "eventId": item.id}
+        if include:
+            frame["meta"] = {"timestamp": item.timestamp, "sequence": item.seq}
+        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+        if len(text.encode()) > MAX_WS_MESSAGE:  # websocket.md §1.2 Decision
+            frame["data"] = {"$truncated": True, "size": len(json.dumps(item.data))}
+            text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+        self.pending[sub.id] = n + 1
+        self.out.put_nowait((sub.id, text))

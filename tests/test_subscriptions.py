@@ -1,0 +1,184 @@
+"""Live subscriptions: /ws (websocket.md §2) and PubSubService/Subscribe (connect.md §4) over
+the one item log with a global sequence (websocket.md §5)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from ironflow_pkg.envelope import EnvelopeReader, envelope
+from support import InProcessServer, make_settings
+from test_ws_asyncio import Client
+
+J = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def srv(tmp_path):
+    with InProcessServer(make_settings(tmp_path)) as s:
+        yield s
+
+
+def rpc(s, svc, method, body):
+    st, _, raw = s.request("POST", f"/ironflow.v1.{svc}/{method}", json.dumps(body).encode(), J)
+    assert st == 200, raw
+    return json.loads(raw)
+
+
+def emit(s, name, data, **kw):
+    return rpc(s, "IronflowService", "Emit", {"event": name, "data": data, **kw})
+
+
+def publish(s, topic, data, key=None):
+    body = {"topic": topic, "data" if isinstance(data, dict) else "dataValue": data}
+    if key:
+        body["idempotencyKey"] = key
+    return rpc(s, "PubSubService", "Publish", body)
+
+
+def ws_send(c, obj):
+    c.send_frame(0x1, json.dumps(obj).encode())
+
+
+def ws_recv(c):
+    op, payload = c.recv_message()
+    assert op == 1
+    return json.loads(payload)
+
+
+def subscribe(c, pattern, **options):
+    ws_send(c, {"type": "subscribe", "subscription": {"pattern": pattern, "options": options}})
+    res = ws_recv(c)
+    assert res["type"] == "subscription_result", res
+    return res["results"][0]
+
+
+def test_ws_events_and_topics_with_one_sequence(srv):
+    c = Client(srv.port, path="/ws")
+    try:
+        a = subscribe(c, "events:order.*", includeMetadata=True)
+        b = subscribe(c, "topic:chat.>")
+        assert a["status"] == "ok" and a["subscriptionId"].startswith("sub_")
+        emit(srv, "order.placed", {"id": 1})
+        emit(srv, "other.thing", {})
+        p = publish(srv, "chat.room.1", [1, 2])
+        e1, e2 = ws_recv(c), ws_recv(c)
+        assert e1["subscriptionId"] == a["subscriptionId"] and e1["topic"] == "order.placed"
+        assert e1["data"] == {"id": 1} and e1["eventId"].startswith("evt_")
+        assert e1["meta"]["timestamp"].endswith("Z")
+        assert e2 == {"type": "event", "subscriptionId": b["subscriptionId"], "topic": "chat.room.1",
+                      "data": [1, 2], "eventId": p["eventId"]}
+        # one global sequence: the topic message comes after both events
+        assert int(p["sequence"]) > e1["meta"]["sequence"] + 1
+        ws_send(c, {"type": "unsubscribe", "subscriptionId": a["subscriptionId"]})
+        emit(srv, "order.placed", {"id": 2})
+        publish(srv, "chat.x", "after")
+        assert ws_recv(c)["data"] == "after"  # the unsubscribed event never arrived
+    finally:
+        c.close()
+
+
+def test_ws_replay_resume_filter_and_errors(srv):
+    for i in range(5):
+        emit(srv, "m.e", {"i": i})
+    c = Client(srv.port, path="/ws")
+    try:
+        r = subscribe(c, "events:m.e", replay=2, includeMetadata=True)
+        got = [ws_recv(c) for _ in range(2)]
+        assert [g["data"]["i"] for g in got] == [3, 4]
+        seq3 = got[0]["meta"]["sequence"]
+        emit(srv, "m.e", {"i": 5})
+        assert ws_recv(c)["data"]["i"] == 5  # live after replay: no gap, no duplicate
+        f = subscribe(c, "events:m.e", startAfterSequence=seq3, filter="data.i % 2 == 0")
+        got = ws_recv(c)
+        assert got["subscriptionId"] == f["subscriptionId"] and got["data"]["i"] == 4
+        for bad, code in [({"pattern": "m.e"}, "invalid_argument"),
+                          ({"pattern": "events:m.e", "options": {"replay": 1, "startAfterSequence": 1}},
+                           "invalid_argument"),
+                          ({"pattern": "events:m.e", "options": {"filter": "1 +"}}, "invalid_argument"),
+                          ({"pattern": "events:m.e", "options": {"consumerGroup": "g"}}, "unimplemented")]:
+            ws_send(c, {"type": "subscribe", "subscription": bad})
+            while True:
+                msg = ws_recv(c)
+                if msg["type"] == "subscription_result":
+                    break
+            assert msg["results"][0]["status"] == "error" and msg["results"][0]["code"] == code, msg
+        ws_send(c, {"type": "nonsense"})
+        while (msg := ws_recv(c))["type"] != "error":
+            pass
+        assert msg["code"] == "invalid_argument"
+        assert r["status"] == "ok"
+    finally:
+        c.close()
+
+
+def test_ws_namespaces(srv):
+    c = Client(srv.port, path="/ws")
+    try:
+        subscribe(c, "events:n.e", namespace="blue")
+        rpc(srv, "PubSubService", "Emit", {"event": "n.e", "data": {"ns": "default"}})
+        rpc(srv, "PubSubService", "Emit", {"event": "n.e", "data": {"ns": "blue"}, "namespace": "blue"})
+        assert ws_recv(c)["data"] == {"ns": "blue"}
+    finally:
+        c.close()
+
+
+def read_stream(port, body, stop_after):
+    """POST a Connect server stream and collect ``stop_after`` messages, then hang up."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    req = envelope(json.dumps(body).encode())
+    s.sendall(b"POST /ironflow.v1.PubSubService/Subscribe HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: application/connect+json\r\nContent-Length: %d\r\n\r\n" % len(req) + req)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0] and b"application/connect+json" in head
+    reader = EnvelopeReader(1 << 20)
+    msgs, raw = [], rest
+    while len(msgs) < stop_after:
+        # de-chunk what we have: "<hex>\r\n<data>\r\n"
+        while b"\r\n" in raw:
+            size_line, _, tail = raw.partition(b"\r\n")
+            n = int(size_line, 16)
+            if len(tail) < n + 2:
+                break
+            msgs += [json.loads(e.payload) for e in reader.feed(tail[:n])]
+            raw = tail[n + 2:]
+        if len(msgs) >= stop_after:
+            break
+        raw += s.recv(65536)
+    s.close()
+    return msgs
+
+
+def test_connect_subscribe_stream_replay_and_live(srv):
+    for i in range(3):
+        publish(srv, "t.a", {"i": i}, key=f"k{i}")
+    assert publish(srv, "t.a", {"i": 0}, key="k0")["duplicate"] is True
+    results = []
+    t = threading.Thread(target=lambda: results.extend(read_stream(
+        srv.port, {"pattern": "topic:t.a", "options": {"replay": 10, "includeMetadata": True}}, 4)))
+    t.start()
+    import time
+    time.sleep(0.5)
+    publish(srv, "t.a", {"i": 3})
+    t.join(10)
+    assert [m["data"]["i"] for m in results] == [0, 1, 2, 3]
+    seqs = [int(m["sequence"]) for m in results]
+    assert seqs == sorted(seqs) and results[0]["metadata"]["namespace"] == "default"
+    stats = rpc(srv, "PubSubService", "GetTopicStats", {"topic": "t.a"})
+    assert stats["messageCount"] == "4"
+    assert [t["name"] for t in rpc(srv, "PubSubService", "ListTopics", {})["topics"]] == ["t.a"]
+
+
+def test_reserved_topics_and_keys(srv):
+    st, _, raw = srv.request("POST", "/ironflow.v1.PubSubService/Publish",
+                             json.dumps({"topic": "system.x", "data": {}}).encode(), J)
+    assert st == 400 and json.loads(raw)["code"] == "invalid_argument"
+    st, _, raw = srv.request("POST", "/ironflow.v1.PubSubService/Publish",
+                             json.dumps({"topic": "a", "data": {}, "idempotencyKey": "has space"}).encode(), J)
+    assert st == 400
