@@ -218,16 +218,22 @@ class Engine:
                  extra: Callable[[sqlite3.Connection], Any] | None = None,
                  settle: list[Run] = ()) -> Awaitable[Any]:
         """Queue the journal write for these rows now (FIFO with every other change) and return
-        an awaitable that resolves once it is committed. Callers await it before answering."""
+        an awaitable that resolves once it is committed. Callers await it before answering.
+        Status changes of the runs become system events in the same transaction."""
         runs, steps = list(runs), list(steps)
         settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         now = now_ts()
+        system: list[tuple[str, str, dict[str, Any]]] = []
         for r in runs:
             r.updated_at = now
             r.row_version += 1
             r.settled = settled
+            if r.status != r.published_status:
+                system.append(_run_event(r))
+                r.published_status = r.status
         for r in settle:
             r.settled = settled
+        stored: list[Item] = []
 
         def w(conn: sqlite3.Connection) -> Any:
             result = extra(conn) if extra is not None else None
@@ -235,11 +241,17 @@ class Engine:
                 save_run(conn, r)
             for r, s in steps:
                 save_step(conn, r, s)
+            for env, subject, data in system:
+                seq, eid = next_seq(conn), new_id("evt")
+                conn.execute("INSERT INTO system_events (seq, id, env_id, subject, data, created_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (seq, eid, env, subject, dumps(data), now))
+                stored.append(Item(seq, env, "default", "system", subject, eid, data, None,
+                                   "system", now))
             return result
-        return self._committed(self.journal.submit(w), runs, settled)
+        return self._committed(self.journal.submit(w), runs, settled, stored)
 
     async def _committed(self, fut: asyncio.Future[Any], runs: list[Run],
-                         settled: asyncio.Future[None]) -> Any:
+                         settled: asyncio.Future[None], stored: list[Item] = ()) -> Any:
         try:
             result = await fut
         except ApiError:
@@ -250,6 +262,9 @@ class Engine:
             log.error("journal write failed", extra={"fields": {"error": repr(e)}})
             raise ApiError("unavailable", "storage is unavailable, retry shortly", retry_after=1) from e
         settled.set_result(None)
+        if self.on_item is not None:
+            for item in stored:
+                self.on_item(item)
         for r in runs:
             if r.terminal:
                 self.runs.pop(r.id, None)
@@ -1410,6 +1425,25 @@ class Engine:
         for key, s in list(self.workers.items()):
             if now - s.last_seen > self.worker_timeout:
                 del self.workers[key]
+
+
+def _run_event(r: Run) -> tuple[str, str, dict[str, Any]]:
+    """The system event of a run's status change (websocket.md §5.5)."""
+    base = {"run_id": r.id, "function_id": r.function_id, "status": r.status.value}
+    prev = r.published_status
+    if prev is None:
+        return r.env_id, f"system.run.{r.id}.created", {**base, "event_id": r.event_id}
+    if r.status == S.COMPLETED:
+        return r.env_id, f"system.run.{r.id}.completed", {**base, "output": r.output}
+    if r.status == S.FAILED:
+        err = r.error or {}
+        return r.env_id, f"system.run.{r.id}.failed", {
+            **base, "error": {"message": err.get("message", ""), "code": err.get("code", "")}}
+    if r.status == S.CANCELLED:
+        return r.env_id, f"system.run.{r.id}.cancelled", {**base, "cause": r.cancellation_cause}
+    if prev in (S.PAUSED, S.FAILED):
+        return r.env_id, f"system.run.{r.id}.resumed", base
+    return r.env_id, f"system.run.{r.id}.updated", {**base, "attempt": r.attempt}
 
 
 def _tkey(k: Key) -> str:

@@ -33,8 +33,8 @@ class Item:
     seq: int
     env_id: str
     namespace: str
-    kind: str  # "events" | "topic"
-    name: str  # event name or topic
+    kind: str  # "events" | "topic" | "system"
+    name: str  # event name, topic, or the full system subject
     id: str
     data: Any
     metadata: dict[str, Any] | None
@@ -43,7 +43,7 @@ class Item:
 
     @property
     def subject(self) -> str:
-        return f"{self.kind}:{self.name}"
+        return self.name if self.kind == "system" else f"{self.kind}:{self.name}"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,10 @@ def parse_pattern(text: Any) -> Pattern:
     if not isinstance(text, str) or not text:
         raise ApiError("invalid_argument", "pattern: required")
     if text.startswith("system."):
-        raise ApiError("unimplemented", "system event subscriptions are not implemented yet")
+        tokens = text.split(".")
+        if "" in tokens or any(t == ">" for t in tokens[:-1]):
+            raise ApiError("invalid_argument", f"pattern {text!r}: invalid subject")
+        return Pattern("system", text)
     for prefix in PREFIXES:
         if text.startswith(prefix):
             subject = text[len(prefix):]
@@ -152,16 +155,19 @@ class ItemHub:
             "SELECT seq FROM item_counter WHERE id = 1").fetchone()[0])
 
     async def history(self, sub: Subscription, replay: int, after: int | None) -> list[Item]:
-        table = "events" if sub.pattern.kind == "events" else "topic_messages"
         if sub.pattern.kind == "entity":
             return []  # entity streams do not exist yet: nothing stored can match
-        name_col = "name" if table == "events" else "topic"
-        extra = "metadata, source" if table == "events" else "NULL AS metadata, 'api' AS source"
+        table, name_col, extra, ns = {
+            "events": ("events", "name", "metadata, source", "namespace"),
+            "topic": ("topic_messages", "topic", "NULL AS metadata, 'api' AS source", "namespace"),
+            "system": ("system_events", "subject", "NULL AS metadata, 'system' AS source",
+                       "'default' AS namespace"),
+        }[sub.pattern.kind]
         # Scan newest first in pages and match in Python (patterns are token-based).
         out: list[Item] = []
         cursor = None
         while True:
-            where = "env_id = ? AND namespace = ?"
+            where = "env_id = ? AND " + ("namespace = ?" if ns == "namespace" else "'default' = ?")
             args: list[Any] = [sub.env, sub.namespace]
             if after is not None:
                 where += " AND seq > ?"
@@ -171,7 +177,7 @@ class ItemHub:
                 args.append(cursor)
             order = "DESC" if after is None else "ASC"
             rows = await self.journal.read(lambda c, w=where, a=tuple(args), o=order: c.execute(
-                f"SELECT seq, id, {name_col} AS name, data, {extra}, created_at, namespace FROM "
+                f"SELECT seq, id, {name_col} AS name, data, {extra}, created_at, {ns} FROM "
                 f"{table} WHERE {w} ORDER BY seq {o} LIMIT 500", a).fetchall())
             if not rows:
                 break

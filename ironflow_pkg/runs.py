@@ -134,6 +134,8 @@ class Run:
     ready_seq: int = 0
     #: Resolved when the latest journal write of this run committed (in memory only).
     settled: Any = None
+    #: The status last announced as a system event (None: the run is new).
+    published_status: RunStatus | None = None
 
     @property
     def job_id(self) -> str:
@@ -199,7 +201,7 @@ def save_step(conn: sqlite3.Connection, r: Run, s: Step) -> None:
 
 
 def run_from_row(row: sqlite3.Row, event: dict[str, Any]) -> Run:
-    return Run(
+    run = Run(
         id=row["id"], env_id=row["env_id"], function_id=row["function_id"],
         function_version=row["function_version"], event_id=row["event_id"],
         event_name=row["event_name"], event=event, status=RunStatus(row["status"]),
@@ -218,6 +220,8 @@ def run_from_row(row: sqlite3.Row, event: dict[str, Any]) -> Run:
         timeout_at=row["timeout_at"],
         cancellation_cause=row["cancellation_cause"], resume_from_step=row["resume_from_step"],
         row_version=row["row_version"], started_at=row["started_at"], ended_at=row["ended_at"])
+    run.published_status = run.status  # a stored run was announced when it was written
+    return run
 
 
 def step_from_row(row: sqlite3.Row) -> Step:

@@ -182,3 +182,32 @@ def test_reserved_topics_and_keys(srv):
     st, _, raw = srv.request("POST", "/ironflow.v1.PubSubService/Publish",
                              json.dumps({"topic": "a", "data": {}, "idempotencyKey": "has space"}).encode(), J)
     assert st == 400
+
+
+def test_system_run_events(srv):
+    import threading
+    from test_flowcontrol import Worker
+    rpc(srv, "IronflowService", "RegisterFunction", {"id": "f", "triggers": [{"event": "go"}]})
+    c = Client(srv.port, path="/ws")
+    try:
+        subscribe(c, "system.run.>")
+        rid = emit(srv, "go", {})["runIds"][0]
+        w = Worker(srv, "w1", ["f"])
+        job = w.poll()[0]
+        w.finish(job, {"ok": True})
+        frames = [ws_recv(c) for _ in range(3)]
+        assert [f["topic"] for f in frames] == [f"system.run.{rid}.created", f"system.run.{rid}.updated",
+                                                 f"system.run.{rid}.completed"]
+        assert frames[0]["data"]["status"] == "waiting_for_capacity"
+        assert frames[1]["data"]["status"] == "running"
+        assert frames[2]["data"] == {"run_id": rid, "function_id": "f", "status": "completed",
+                                     "output": {"ok": True}}
+    finally:
+        c.close()
+    # replay recovers a run's lifecycle from the stored log
+    c = Client(srv.port, path="/ws")
+    try:
+        subscribe(c, f"system.run.{rid}.>", replay=10)
+        assert [ws_recv(c)["topic"].rsplit(".", 1)[1] for _ in range(3)] == ["created", "updated", "completed"]
+    finally:
+        c.close()
