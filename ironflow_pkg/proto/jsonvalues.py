@@ -19,6 +19,18 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
 from . import wkt
+from .wkt import (  # the well-known type names both codecs use
+    STRUCT as _STRUCT,
+    VALUE,
+    LIST_VALUE as _LIST_VALUE,
+    NULL_VALUE,
+    TIMESTAMP as _TIMESTAMP,
+    DURATION as _DURATION,
+    FIELD_MASK as _FIELD_MASK,
+    EMPTY as _EMPTY,
+    ANY as _ANY,
+    WRAPPERS as _WRAPPERS,
+)
 
 #: Deepest nesting of messages/Values accepted or produced (protobuf's default recursion limit).
 MAX_DEPTH = 100
@@ -40,22 +52,6 @@ class Fail(Exception):
 UNSET = object()  # decoder result: leave the field unset (unknown enum name)
 MISSING = object()
 
-_STRUCT = "google.protobuf.Struct"
-VALUE = "google.protobuf.Value"
-_LIST_VALUE = "google.protobuf.ListValue"
-NULL_VALUE = "google.protobuf.NullValue"
-_TIMESTAMP = "google.protobuf.Timestamp"
-_DURATION = "google.protobuf.Duration"
-_FIELD_MASK = "google.protobuf.FieldMask"
-_EMPTY = "google.protobuf.Empty"
-_ANY = "google.protobuf.Any"
-_WRAPPERS = {
-    "google.protobuf.DoubleValue": "double", "google.protobuf.FloatValue": "float",
-    "google.protobuf.Int64Value": "int64", "google.protobuf.UInt64Value": "uint64",
-    "google.protobuf.Int32Value": "int32", "google.protobuf.UInt32Value": "uint32",
-    "google.protobuf.BoolValue": "bool", "google.protobuf.StringValue": "string",
-    "google.protobuf.BytesValue": "bytes",
-}
 
 _INT_RANGES = {
     "int32": (-(1 << 31), (1 << 31) - 1), "sint32": (-(1 << 31), (1 << 31) - 1),

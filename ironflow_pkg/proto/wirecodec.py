@@ -57,6 +57,16 @@ from typing import Any, Callable
 from . import wkt
 from .descriptors import Schema
 from .jsonvalues import MAX_DEPTH, WKT_DEFAULTS, Fail, key_seg
+from .wkt import (  # the well-known type names both codecs use
+    STRUCT as _STRUCT,
+    VALUE as _VALUE,
+    LIST_VALUE as _LIST_VALUE,
+    TIMESTAMP as _TIMESTAMP,
+    DURATION as _DURATION,
+    FIELD_MASK as _FIELD_MASK,
+    EMPTY as _EMPTY,
+    WRAPPERS as _WRAPPERS,
+)
 
 __all__ = ["MAX_DEPTH", "WireDecodeError", "WireEncodeError", "decode", "encode"]
 
@@ -67,20 +77,6 @@ _MAX_FIELD_NUMBER = (1 << 29) - 1
 #: Whole doubles in Value/Struct within this magnitude decode to int (exactly representable).
 _MAX_SAFE_INT = 1 << 53
 
-_STRUCT = "google.protobuf.Struct"
-_VALUE = "google.protobuf.Value"
-_LIST_VALUE = "google.protobuf.ListValue"
-_TIMESTAMP = "google.protobuf.Timestamp"
-_DURATION = "google.protobuf.Duration"
-_FIELD_MASK = "google.protobuf.FieldMask"
-_EMPTY = "google.protobuf.Empty"
-_WRAPPERS = {
-    "google.protobuf.DoubleValue": "double", "google.protobuf.FloatValue": "float",
-    "google.protobuf.Int64Value": "int64", "google.protobuf.UInt64Value": "uint64",
-    "google.protobuf.Int32Value": "int32", "google.protobuf.UInt32Value": "uint32",
-    "google.protobuf.BoolValue": "bool", "google.protobuf.StringValue": "string",
-    "google.protobuf.BytesValue": "bytes",
-}
 _WIRE_TYPES = {
     "int32": 0, "int64": 0, "uint32": 0, "uint64": 0, "sint32": 0, "sint64": 0, "bool": 0,
     "enum": 0, "fixed64": 1, "sfixed64": 1, "double": 1, "string": 2, "bytes": 2, "message": 2,

@@ -51,6 +51,25 @@ MAX_DURATION_SECONDS = 315576000000
 _NANOS = 1_000_000_000
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
+# Full names of the well-known types both codecs special-case.
+STRUCT = "google.protobuf.Struct"
+VALUE = "google.protobuf.Value"
+LIST_VALUE = "google.protobuf.ListValue"
+NULL_VALUE = "google.protobuf.NullValue"
+TIMESTAMP = "google.protobuf.Timestamp"
+DURATION = "google.protobuf.Duration"
+FIELD_MASK = "google.protobuf.FieldMask"
+EMPTY = "google.protobuf.Empty"
+ANY = "google.protobuf.Any"
+#: wrapper message -> the scalar type of its single ``value`` field
+WRAPPERS = {
+    "google.protobuf.DoubleValue": "double", "google.protobuf.FloatValue": "float",
+    "google.protobuf.Int64Value": "int64", "google.protobuf.UInt64Value": "uint64",
+    "google.protobuf.Int32Value": "int32", "google.protobuf.UInt32Value": "uint32",
+    "google.protobuf.BoolValue": "bool", "google.protobuf.StringValue": "string",
+    "google.protobuf.BytesValue": "bytes",
+}
+
 _TIMESTAMP_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:[Zz]|([+-])(\d{2}):(\d{2}))\Z", re.ASCII)
