@@ -1,8 +1,6 @@
 """Live subscriptions over Connect (``PubSubService``) and the ``/ws`` socket (websocket.md §2),
-both on the one :class:`~ironflow_pkg.items.ItemHub`.
-
-Consumer groups (``consumerGroup`` / ``JoinConsumerGroup`` / ``AckEvent``) and system-event
-subjects are not built yet: they answer ``unimplemented``.
+both on the one :class:`~ironflow_pkg.items.ItemHub`, and consumer groups on both
+(:mod:`ironflow_pkg.consumer_groups`).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from typing import Any
 from .api_engine import emitted_by, env_of
 from .app import App
 from .connect import ConnectRouter, payload, set_payload
+from .consumer_groups import Group, GroupManager, Member
 from .engine import Engine, new_id
 from .errors import ApiError
 from .items import Item, ItemHub, Subscription, compile_filter, parse_pattern
@@ -44,8 +43,6 @@ def _opt(opts: dict[str, Any], *names: str) -> Any:
 def subscription_from(env: str, pattern: Any, opts: dict[str, Any],
                       deliver: Callable[[Item], None]) -> tuple[Subscription, int, int | None]:
     """Validate subscribe options (websocket.md §2.2); returns (subscription, replay, after)."""
-    if _opt(opts, "consumer_group", "consumerGroup"):
-        raise ApiError("unimplemented", "consumer groups are not implemented by this server yet")
     pat = parse_pattern(pattern)
     replay = _opt(opts, "replay") or 0
     after = _opt(opts, "start_after_sequence", "startAfterSequence")
@@ -74,10 +71,16 @@ class PubSub:
     def __init__(self, app: App, rpc: ConnectRouter, engine: Engine, journal: Journal,
                  hub: ItemHub) -> None:
         self.engine, self.journal, self.hub = engine, journal, hub
+        self.groups = GroupManager(journal, hub)
+        app.on_start.append(self.groups.start)
+        app.on_stop.append(self.groups.stop)
         engine.on_item = hub.publish
-        for m in ("Publish", "Emit", "ListTopics", "GetTopicStats"):
+        for m in ("Publish", "Emit", "ListTopics", "GetTopicStats", "CreateConsumerGroup",
+                  "GetConsumerGroup", "ListConsumerGroups", "UpdateConsumerGroup",
+                  "DeleteConsumerGroup", "AckEvent"):
             rpc.add("PubSubService", m, getattr(self, m))
         rpc.add_stream("PubSubService", "Subscribe", self.Subscribe)
+        rpc.add_stream("PubSubService", "JoinConsumerGroup", self.JoinConsumerGroup)
         app.router.add("GET", "/ws", self.ws)
         app.features.add("pubsub")
 
@@ -122,10 +125,78 @@ class PubSub:
         probe = Item(0, env, "default", "topic", topic, "", None, None, "", "")
         return sum(1 for s in self.hub.subs.get(env, ()) if s.pattern.matches(probe))
 
+    # -- consumer groups (features.md §7.3) --------------------------------------------------------
+
+    async def CreateConsumerGroup(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        return (await self.groups.create(env_of(req), m)).message()
+
+    async def GetConsumerGroup(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        return self.groups.get(env_of(req), m.get("namespace") or "", m.get("name") or "").message()
+
+    async def ListConsumerGroups(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        env, ns = env_of(req), m.get("namespace") or ""
+        items = [g for (e, n, _), g in sorted(self.groups.groups.items())
+                 if e == env and (not ns or n == ns)
+                 and (not m.get("status") or g.message()["status"] == m["status"])]
+        limit = m.get("limit") or 100
+        return {"groups": [g.message() for g in items[:limit]], "next_cursor": "",
+                "total_count": len(items)}
+
+    async def UpdateConsumerGroup(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        group = m.get("group") or {}
+        return (await self.groups.update(env_of(req), group, list(m.get("update_mask") or []))).message()
+
+    async def DeleteConsumerGroup(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        await self.groups.delete(env_of(req), m.get("namespace") or "", m.get("name") or "")
+        return {}
+
+    async def AckEvent(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
+        kind = {1: "ack", 2: "nak", 3: "term"}.get(m.get("ack_type") or 0)
+        if kind is None:
+            raise ApiError("invalid_argument", "ack_type: ACK, NAK or TERM")
+        g = self.groups.get(env_of(req), m.get("namespace") or "", m.get("group_name") or "")
+        self.groups.ack(g, m.get("consumer_id") or "", m.get("event_id") or "", kind,
+                        m.get("redeliver_delay_ms") or 0)
+        return {}
+
+    async def JoinConsumerGroup(self, req: HttpRequest, m: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        g = self.groups.get(env_of(req), m.get("namespace") or "", m.get("group_name") or "")
+        async for ev in self._member_stream(req, g, m.get("consumer_id") or ""):
+            yield ev
+
+    async def _member_stream(self, req: HttpRequest, g: Group,
+                             consumer_id: str) -> AsyncIterator[dict[str, Any]]:
+        queue: asyncio.Queue[tuple[Item | None, int]] = asyncio.Queue()
+        member = self.groups.join(g, consumer_id, lambda item, attempt: queue.put_nowait((item, attempt)))
+        gone = req.disconnected()
+        try:
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                stop = asyncio.ensure_future(gone.wait())
+                done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                if get not in done:
+                    get.cancel()
+                    return
+                item, attempt = get.result()
+                if item is None:
+                    raise ApiError("not_found", "consumer group deleted")
+                ev = _subscription_event(member.id, item, True)
+                ev["delivery_attempt"] = attempt
+                yield ev
+        finally:
+            self.groups.leave(g, member)
+
     # -- Connect server stream -------------------------------------------------------------------
 
     async def Subscribe(self, req: HttpRequest, m: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         opts = m.get("options") or {}
+        if opts.get("consumer_group"):
+            # features.md §7.2: Subscribe with a consumer group behaves like JoinConsumerGroup.
+            g = await self._group_for(env_of(req), m.get("pattern"), opts)
+            async for ev in self._member_stream(req, g, ""):
+                yield ev
+            return
         queue: asyncio.Queue[Item] = asyncio.Queue()
         overflow = False
 
@@ -154,6 +225,20 @@ class PubSub:
         finally:
             self.hub.stop(sub)
 
+    async def _group_for(self, env: str, pattern: Any, opts: dict[str, Any]) -> Group:
+        """websocket.md §2.5: join the group, creating it from the subscription when missing."""
+        if _opt(opts, "replay") or _opt(opts, "start_after_sequence", "startAfterSequence") is not None:
+            raise ApiError("invalid_argument", "replay and startAfterSequence do not apply to consumer groups")
+        ns = _opt(opts, "namespace") or "default"
+        name = _opt(opts, "consumer_group", "consumerGroup")
+        try:
+            return self.groups.get(env, ns, name)
+        except ApiError:
+            return await self.groups.create(env, {
+                "namespace": ns, "name": name, "pattern": pattern,
+                "filter_expr": _opt(opts, "filter") or "",
+                "ack_mode": _opt(opts, "ack_mode", "ackMode") or "auto"})
+
     # -- /ws (websocket.md §2) -------------------------------------------------------------------
 
     async def ws(self, req: HttpRequest, p: dict[str, str]) -> Response:
@@ -162,7 +247,7 @@ class PubSub:
         env = env_of(req)
 
         async def handler(session: WebSocketSession) -> None:
-            await _WsConnection(self.hub, env, session).run()
+            await _WsConnection(self, env, session).run()
         return websocket_response(req, handler, deflate=None, ping_interval=30.0, ping_timeout=30.0)
 
 
@@ -182,9 +267,11 @@ def _subscription_event(sid: str, item: Item, include: bool) -> dict[str, Any]:
 class _WsConnection:
     """One ``/ws`` socket: its subscriptions and its outbound queue with backpressure."""
 
-    def __init__(self, hub: ItemHub, env: str, session: WebSocketSession) -> None:
-        self.hub, self.env, self.session = hub, env, session
+    def __init__(self, pubsub: PubSub, env: str, session: WebSocketSession) -> None:
+        self.pubsub, self.hub, self.env, self.session = pubsub, pubsub.hub, env, session
         self.subs: dict[str, tuple[Subscription, bool, str]] = {}
+        #: consumer-group memberships of this socket: member id -> (group, member)
+        self.members: dict[str, tuple[Group, Member]] = {}
         self.pending: dict[str, int] = {}
         self.out: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.slow = False
@@ -201,6 +288,8 @@ class _WsConnection:
             sender.cancel()
             for sub, _, _ in self.subs.values():
                 self.hub.stop(sub)
+            for g, member in self.members.values():
+                self.pubsub.groups.leave(g, member)
 
     async def _send_loop(self) -> None:
         while True:
@@ -226,7 +315,7 @@ class _WsConnection:
         kind = m.get("type")
         if kind == "subscribe":
             specs = m.get("subscriptions") if isinstance(m.get("subscriptions"), list) else [m.get("subscription")]
-            made = [self._subscribe(s) for s in specs]
+            made = [await self._subscribe(s) for s in specs]
             # The result goes out before any replayed item, so the client knows the id first.
             self._frame({"type": "subscription_result", "results": [r for r, _ in made]})
             for _, start in made:
@@ -237,23 +326,55 @@ class _WsConnection:
             if found is not None:
                 self.hub.stop(found[0])
         elif kind == "ack":
-            pass  # acks only concern consumer-group deliveries; none are in flight here
+            self._ack(m)
         else:
             self._frame({"type": "error", "code": "invalid_argument",
                          "message": f"unknown message type {kind!r}"})
 
-    def _subscribe(self, spec: Any) -> tuple[dict[str, Any], tuple[Subscription, int, int | None] | None]:
+    def _ack(self, m: dict[str, Any]) -> None:
+        kind = str(m.get("ackType") or "ack").lower()
+        if kind not in ("ack", "nak", "term"):
+            self._frame({"type": "error", "code": "invalid_argument", "message": "ackType: ack, nak or term"})
+            return
+        eid = str(m.get("eventId") or "")
+        for mid, (g, member) in self.members.items():
+            if eid in g.inflight and g.inflight[eid].member_id == mid:
+                delay = m.get("redeliverDelay")
+                self.pubsub.groups.ack(g, mid, eid, kind, delay if isinstance(delay, int) else 0)
+                return  # an event not in flight on this socket is acknowledged silently
+
+    async def _subscribe(self, spec: Any) -> tuple[dict[str, Any], tuple[Subscription, int, int | None] | None]:
         pattern = spec.get("pattern") if isinstance(spec, dict) else None
         opts = spec.get("options") if isinstance(spec, dict) and isinstance(spec.get("options"), dict) else {}
-        holder: list[Subscription] = []
+        if _opt(opts, "consumer_group", "consumerGroup"):
+            try:
+                parse_pattern(pattern)
+                g = await self.pubsub._group_for(self.env, pattern, opts)
+            except ApiError as e:
+                return {"pattern": pattern, "status": "error", "code": e.code, "message": e.message}, None
+            include = bool(_opt(opts, "include_metadata", "includeMetadata"))
+            holder: list[Member] = []
+
+            def deliver_group(item: Item | None, attempt: int) -> None:
+                if item is None:
+                    self._frame({"type": "subscription_error", "subscriptionId": holder[0].id,
+                                 "code": "not_found", "message": "consumer group deleted",
+                                 "retrying": False})
+                    return
+                self._send_item(holder[0].id, item, include)
+            member = self.pubsub.groups.join(g, "", deliver_group)
+            holder.append(member)
+            self.members[member.id] = (g, member)
+            return {"pattern": pattern, "status": "ok", "subscriptionId": member.id}, None
+        subs_holder: list[Subscription] = []
 
         def deliver(item: Item) -> None:
-            self._deliver(holder[0], item)
+            self._deliver(subs_holder[0], item)
         try:
             sub, replay, after = subscription_from(self.env, pattern, opts, deliver)
         except ApiError as e:
             return {"pattern": pattern, "status": "error", "code": e.code, "message": e.message}, None
-        holder.append(sub)
+        subs_holder.append(sub)
         self.subs[sub.id] = (sub, bool(_opt(opts, "include_metadata", "includeMetadata")),
                              _backpressure(opts))
         return {"pattern": pattern, "status": "ok", "subscriptionId": sub.id}, (sub, replay, after)
@@ -270,7 +391,11 @@ class _WsConnection:
             self.slow = True
             asyncio.ensure_future(self.session.close(1011, "slow consumer"))
             return
-        frame: dict[str, Any] = {"type": "event", "subscriptionId": sub.id, "topic": item.name,
+        self.pending[sub.id] = n + 1
+        self._send_item(sub.id, item, include)
+
+    def _send_item(self, sid: str, item: Item, include: bool) -> None:
+        frame: dict[str, Any] = {"type": "event", "subscriptionId": sid, "topic": item.name,
                                  "data": item.data, "eventId": item.id}
         if include:
             frame["meta"] = {"timestamp": item.timestamp, "sequence": item.seq}
@@ -278,5 +403,4 @@ class _WsConnection:
         if len(text.encode()) > MAX_WS_MESSAGE:  # websocket.md §1.2 Decision
             frame["data"] = {"$truncated": True, "size": len(json.dumps(item.data))}
             text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-        self.pending[sub.id] = n + 1
-        self.out.put_nowait((sub.id, text))
+        self.out.put_nowait((sid, text))
