@@ -9,6 +9,7 @@ from .api_engine import env_of, read_json, read_object
 from .app import App, json_response, query_params
 from .configdocs import ConfigStore
 from .errors import ApiError
+from .items import SystemEvents
 from .kv import KVStore
 from .secrets_store import SecretStore
 from .server import HttpRequest, Response
@@ -26,8 +27,9 @@ def _str_field(body: dict[str, Any], name: str, required: bool = False) -> str |
 
 
 class StoreRoutes:
-    def __init__(self, app: App, kv: KVStore, config: ConfigStore, secrets: SecretStore) -> None:
-        self.kv, self.config, self.secrets = kv, config, secrets
+    def __init__(self, app: App, kv: KVStore, config: ConfigStore, secrets: SecretStore,
+                 events: SystemEvents) -> None:
+        self.kv, self.config, self.secrets, self.events = kv, config, secrets, events
         r = app.router
         r.add("GET", "/api/v1/kv/buckets", self.list_buckets)
         r.add("POST", "/api/v1/kv/buckets", self.create_bucket)
@@ -95,15 +97,21 @@ class StoreRoutes:
 
     async def set_config(self, req: HttpRequest, p: dict[str, str], merge: bool = False) -> Response:
         body = read_json(req)
-        out, created = await self.config.set(env_of(req), p["name"], body, req.header("if-match"),
+        env = env_of(req)
+        out, created = await self.config.set(env, p["name"], body, req.header("if-match"),
                                               None if merge else req.header("if-none-match"), merge)
+        await self.events.emit(env, f"system.config.{p['name']}.updated", out)
         return json_response(out, 201 if created else 200)
 
     async def patch_config(self, req: HttpRequest, p: dict[str, str]) -> Response:
         return await self.set_config(req, p, merge=True)
 
     async def delete_config(self, req: HttpRequest, p: dict[str, str]) -> Response:
-        await self.config.delete(env_of(req), p["name"], req.header("if-match"))
+        env = env_of(req)
+        existed = (env, p["name"]) in self.config.docs
+        await self.config.delete(env, p["name"], req.header("if-match"))
+        if existed:
+            await self.events.emit(env, f"system.config.{p['name']}.deleted", {"name": p["name"]})
         return Response(204)
 
     # -- secrets (metadata only on every read) ---------------------------------------------------
@@ -113,26 +121,43 @@ class StoreRoutes:
 
     async def create_secret(self, req: HttpRequest, p: dict[str, str]) -> Response:
         b = read_object(req)
-        meta = await self.secrets.create(env_of(req), _str_field(b, "name", True) or "",
+        env = env_of(req)
+        meta = await self.secrets.create(env, _str_field(b, "name", True) or "",
                                          _str_field(b, "value", True) or "",
                                          _str_field(b, "description") or "")
+        await self._secret_event(env, meta, "created")
         return json_response(meta, 201)
+
+    async def _secret_event(self, env: str, meta: dict[str, Any], kind: str) -> None:
+        # websocket.md §5.5: {name, revision}, never the value.
+        await self.events.emit(env, f"system.secret.{meta['name']}.{kind}",
+                               {"name": meta["name"], "revision": meta["revision"]})
 
     async def get_secret(self, req: HttpRequest, p: dict[str, str]) -> Response:
         return json_response(await self.secrets.get_metadata(env_of(req), p["name"]))
 
     async def put_secret(self, req: HttpRequest, p: dict[str, str]) -> Response:
         b = read_object(req)
-        return json_response(await self.secrets.put(env_of(req), p["name"],
-                                                    _str_field(b, "value", True) or "",
-                                                    _str_field(b, "description")))
+        env = env_of(req)
+        meta = await self.secrets.put(env, p["name"], _str_field(b, "value", True) or "",
+                                      _str_field(b, "description"))
+        await self._secret_event(env, meta, "created" if meta["revision"] == 1 else "updated")
+        return json_response(meta)
 
     async def patch_secret(self, req: HttpRequest, p: dict[str, str]) -> Response:
         b = read_object(req)
-        return json_response(await self.secrets.patch(env_of(req), p["name"],
-                                                      new_name=_str_field(b, "name"),
-                                                      description=_str_field(b, "description")))
+        env = env_of(req)
+        meta = await self.secrets.patch(env, p["name"], new_name=_str_field(b, "name"),
+                                        description=_str_field(b, "description"))
+        if meta["name"] != p["name"]:  # a rename: the old name is gone, the new one appears
+            await self._secret_event(env, {"name": p["name"], "revision": meta["revision"]}, "deleted")
+            await self._secret_event(env, meta, "created")
+        else:
+            await self._secret_event(env, meta, "updated")
+        return json_response(meta)
 
     async def delete_secret(self, req: HttpRequest, p: dict[str, str]) -> Response:
-        await self.secrets.delete(env_of(req), p["name"])
+        env = env_of(req)
+        meta = await self.secrets.delete(env, p["name"])
+        await self._secret_event(env, meta, "deleted")
         return Response(204)

@@ -27,7 +27,7 @@ from typing import Any
 from .errors import ApiError
 from .flowcontrol import FlowControl, Key, Lane, cron_tick_sql, lane_key
 from .functions import FunctionDef, normalize
-from .items import Item, next_seq
+from .items import Item, next_seq, store_system_event
 from .journal import Journal
 from .jsonutil import (MISSING, canonical, data_path_get, dumps, fmt_ts, loads, name_matches,
                        now_ts, parse_duration, parse_ts, path_get)
@@ -216,14 +216,15 @@ class Engine:
 
     def _persist(self, runs: list[Run] = (), steps: list[tuple[Run, Step]] = (),
                  extra: Callable[[sqlite3.Connection], Any] | None = None,
-                 settle: list[Run] = ()) -> Awaitable[Any]:
+                 settle: list[Run] = (),
+                 events: list[tuple[str, str, dict[str, Any]]] = ()) -> Awaitable[Any]:
         """Queue the journal write for these rows now (FIFO with every other change) and return
         an awaitable that resolves once it is committed. Callers await it before answering.
         Status changes of the runs become system events in the same transaction."""
         runs, steps = list(runs), list(steps)
         settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         now = now_ts()
-        system: list[tuple[str, str, dict[str, Any]]] = []
+        system: list[tuple[str, str, dict[str, Any]]] = list(events)
         for r in runs:
             r.updated_at = now
             r.row_version += 1
@@ -242,11 +243,7 @@ class Engine:
             for r, s in steps:
                 save_step(conn, r, s)
             for env, subject, data in system:
-                seq, eid = next_seq(conn), new_id("evt")
-                conn.execute("INSERT INTO system_events (seq, id, env_id, subject, data, created_at) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (seq, eid, env, subject, dumps(data), now))
-                stored.append(Item(seq, env, "default", "system", subject, eid, data, None,
-                                   "system", now))
+                stored.append(store_system_event(conn, env, subject, data, now, new_id("evt")))
             return result
         return self._committed(self.journal.submit(w), runs, settled, stored)
 
@@ -303,7 +300,7 @@ class Engine:
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (env, fd.id, fd.version, "update", dumps(config), reason, actor, now))
         self.functions[key] = fd
-        await self._persist(extra=w)
+        await self._persist(extra=w, events=[_function_event(fd, "registered" if created else "updated")])
         self._arm_cron(fd)
         self._kick(env)
         return fd, created
@@ -340,7 +337,7 @@ class Engine:
             conn.execute("INSERT OR REPLACE INTO function_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (env, fid, fd.version, "status_change", dumps(fd.config), "", actor,
                           fd.updated_at))
-        await self._persist(extra=w)
+        await self._persist(extra=w, events=[_function_event(fd, "status_changed")])
         self._arm_cron(fd)
         self._kick(env)
         return fd
@@ -368,7 +365,7 @@ class Engine:
                 ln.delete(conn)
             conn.execute("INSERT OR REPLACE INTO function_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (env, fid, fd.version + 1, "delete", dumps(fd.config), "", actor, now))
-        await self._persist(runs=changed, extra=w)
+        await self._persist(runs=changed, extra=w, events=[_function_event(fd, "deleted")])
 
     # == events ====================================================================================
 
@@ -1425,6 +1422,12 @@ class Engine:
         for key, s in list(self.workers.items()):
             if now - s.last_seen > self.worker_timeout:
                 del self.workers[key]
+
+
+def _function_event(fd: FunctionDef, kind: str) -> tuple[str, str, dict[str, Any]]:
+    """system.function.<id>.<kind> (websocket.md §5.5)."""
+    return fd.env_id, f"system.function.{fd.id}.{kind}", {
+        "function_id": fd.id, "version": fd.version, "status": fd.status, "mode": fd.mode}
 
 
 def _run_event(r: Run) -> tuple[str, str, dict[str, Any]]:

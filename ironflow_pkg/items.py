@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ApiError
 from .expr import Expression, ExprError, compile_expr
 from .journal import Journal
-from .jsonutil import loads, name_matches
+from .jsonutil import dumps, loads, name_matches
 
 #: Replays read at most this many items (features.md §22).
 MAX_REPLAY = 1000
@@ -26,6 +26,31 @@ PREFIXES = ("events:", "topic:", "entity:")
 def next_seq(conn: sqlite3.Connection) -> int:
     """Allocate the next global item sequence (inside the caller's write transaction)."""
     return conn.execute("UPDATE item_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq").fetchone()[0]
+
+
+def store_system_event(conn: sqlite3.Connection, env: str, subject: str, data: Any, now: str,
+                       event_id: str) -> "Item":
+    """Write a system event into the item log (inside the caller's transaction)."""
+    seq = next_seq(conn)
+    conn.execute("INSERT INTO system_events (seq, id, env_id, subject, data, created_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?)", (seq, event_id, env, subject, dumps(data), now))
+    return Item(seq, env, "default", "system", subject, event_id, data, None, "system", now)
+
+
+class SystemEvents:
+    """System events of the stores (config, secrets) and the function registry
+    (websocket.md §5.5): stored in the item log after the change committed, then published."""
+
+    def __init__(self, journal: Journal, publish: Callable[[Item], None]) -> None:
+        self.journal = journal
+        self.publish = publish
+
+    async def emit(self, env: str, subject: str, data: Any) -> None:
+        from .engine import new_id
+        from .jsonutil import now_ts
+        now, eid = now_ts(), new_id("evt")
+        item = await self.journal.write(lambda c: store_system_event(c, env, subject, data, now, eid))
+        self.publish(item)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from .connect_ironflow import IronflowService
 from .engine import Engine
 from .journal import Journal
 from .schemas import SchemaRegistry
-from .items import ItemHub
+from .items import ItemHub, SystemEvents
 from .subscriptions import PubSub
 
 #: The engine's scheduler must have ticked this recently for /ready (rest-api.md §5.2).
@@ -52,7 +52,8 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
         install_faults(app, engine, routes, settings.test_faults)
     rpc = ConnectRouter()
     IronflowService(rpc, engine)
-    PubSub(app, rpc, engine, app.journal, ItemHub(app.journal))
+    hub = ItemHub(app.journal)
+    PubSub(app, rpc, engine, app.journal, hub)
     QueryRoutes(app, rpc, app.journal)
     schemas = SchemaRegistry(app.journal, settings.event_schema_enforcement)
     app.on_open.append(schemas.load)
@@ -69,7 +70,7 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
                                       "IRONFLOW_MASTER_KEY")
     app.on_open.append(check_secrets)
     engine.secrets = secrets.resolve
-    StoreRoutes(app, kv, config, secrets)
+    StoreRoutes(app, kv, config, secrets, SystemEvents(app.journal, hub.publish))
     WatchRoutes(app, kv, config)
     app.connect_handler = rpc
     return app
