@@ -232,6 +232,8 @@ class Engine:
             if r.status != r.published_status:
                 system.append(_run_event(r))
                 r.published_status = r.status
+        for r, st in steps:
+            system.append(_step_event(r, st))
         for r in settle:
             r.settled = settled
         stored: list[Item] = []
@@ -1422,6 +1424,20 @@ class Engine:
         for key, s in list(self.workers.items()):
             if now - s.last_seen > self.worker_timeout:
                 del self.workers[key]
+
+
+def _step_event(r: Run, st: Step) -> tuple[str, str, dict[str, Any]]:
+    """system.run.<run_id>.step.<step_token>.<created|completed|failed> (websocket.md §5.5); the
+    token is the step id with '.' and ':' replaced so that it stays one subject token."""
+    token = st.step_id.replace(".", "_").replace(":", "_")
+    kind = st.status if st.status in ("completed", "failed") else "created"
+    data: dict[str, Any] = {"run_id": r.id, "step_id": st.step_id, "name": st.name,
+                            "type": st.step_type, "status": st.status}
+    if st.status == "completed":
+        data["output"] = st.output
+    if st.error is not None:
+        data["error"] = st.error
+    return r.env_id, f"system.run.{r.id}.step.{token}.{kind}", data
 
 
 def _function_event(fd: FunctionDef, kind: str) -> tuple[str, str, dict[str, Any]]:

@@ -118,8 +118,18 @@ class PubSub:
         row = await self.journal.read(lambda c: c.execute(
             "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi FROM topic_messages WHERE "
             "env_id = ? AND topic = ?", (env, topic)).fetchone())
+        # features.md §7.1: lag = messages not yet settled by the slowest matching group.
+        probe = Item(0, env, "default", "topic", topic, "", None, None, "", "")
+        cursors = [g.cursor for (e, _, _), g in self.groups.groups.items()
+                   if e == env and g.sub is not None and g.sub.pattern.matches(probe)]
+        lag = 0
+        if cursors:
+            low = min(cursors)
+            lag = await self.journal.read(lambda c: c.execute(
+                "SELECT count(*) FROM topic_messages WHERE env_id = ? AND topic = ? AND seq > ?",
+                (env, topic, low)).fetchone()[0])
         return {"name": topic, "message_count": row["n"], "consumer_count": self._consumers(env, topic),
-                "lag": 0, "first_seq": row["lo"] or 0, "last_seq": row["hi"] or 0}
+                "lag": lag, "first_seq": row["lo"] or 0, "last_seq": row["hi"] or 0}
 
     def _consumers(self, env: str, topic: str) -> int:
         probe = Item(0, env, "default", "topic", topic, "", None, None, "", "")

@@ -196,7 +196,7 @@ def test_system_run_events(srv):
         w = Worker(srv, "w1", ["f"])
         job = w.poll()[0]
         w.finish(job, {"ok": True})
-        frames = [ws_recv(c) for _ in range(3)]
+        frames = [f for f in (ws_recv(c) for _ in range(3))]
         assert [f["topic"] for f in frames] == [f"system.run.{rid}.created", f"system.run.{rid}.updated",
                                                  f"system.run.{rid}.completed"]
         assert frames[0]["data"]["status"] == "waiting_for_capacity"
@@ -383,3 +383,30 @@ def test_killed_member_items_go_to_another_member(srv):
         assert again["eventId"] == p["eventId"]
     finally:
         b.close()
+
+
+
+def test_step_system_events_and_topic_lag(srv):
+    from test_flowcontrol import Worker
+    rpc(srv, "IronflowService", "RegisterFunction", {"id": "f", "triggers": [{"event": "go"}]})
+    c = Client(srv.port, path="/ws")
+    try:
+        rid = emit(srv, "go", {})["runIds"][0]
+        subscribe(c, f"system.run.{rid}.step.>")
+        w = Worker(srv, "w1", ["f"])
+        job = w.poll()[0]
+        fence = {"execution_seq": job["execution_seq"], "lease_token": job["lease_token"]}
+        srv.request("PUT", f"/api/v1/workers/w1/jobs/{job['job_id']}", json.dumps(
+            {"status": "progress", "steps": [{"id": f"{rid}:a.b:0", "name": "a.b", "type": "invoke",
+                                               "status": "completed", "output": 7}], "step_offset": 0,
+             **fence}).encode())
+        f = ws_recv(c)
+        assert f["topic"] == f"system.run.{rid}.step.{rid}_a_b_0.completed"
+        assert f["data"]["output"] == 7 and f["data"]["step_id"] == f"{rid}:a.b:0"
+    finally:
+        c.close()
+    rpc(srv, "PubSubService", "CreateConsumerGroup", {"name": "lagger", "pattern": "topic:lag.t",
+                                                      "ackMode": "ACK_MODE_MANUAL"})
+    for i in range(3):
+        publish(srv, "lag.t", {"i": i})
+    assert rpc(srv, "PubSubService", "GetTopicStats", {"topic": "lag.t"})["lag"] == "3"
