@@ -14,7 +14,7 @@ from .app import App, json_response, query_params
 from .engine import Engine, event_wire
 from .flowcontrol import lane_view
 from .errors import STATUS_CODE, ApiError
-from .jsonutil import loads, parse_ts
+from .jsonutil import fmt_ts, loads, parse_ts
 from .runs import RunStatus, run_from_row, run_rest, step_rest
 from .server import HttpRequest, Response
 
@@ -76,7 +76,6 @@ def ts_param(q: dict[str, str], name: str) -> str | None:
     if not raw:
         return None
     try:
-        from .jsonutil import fmt_ts
         return fmt_ts(parse_ts(raw))
     except ValueError:
         raise ApiError("invalid_argument", f"{name}: not an RFC 3339 timestamp") from None

@@ -37,10 +37,6 @@ _EXPOSE = ("Connect-Protocol-Version, Grpc-Status, Grpc-Message, Retry-After, Ir
            "X-Ironflow-Environment-ID")
 _PROTECTED_PREFIXES = ("/api/", "/ironflow.v1.", "/ws")
 _ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-#: Readiness needs a scheduler tick at least this recent (rest-api.md §5.2).
-READY_TICK_AGE = 5.0
-#: Housekeeping loop period; later layers hang their timers on it.
-TICK_SECONDS = 1.0
 
 
 def json_response(obj: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -77,11 +73,9 @@ class App:
         self.auth = AuthStore(self.journal)
         self.router = Router()
         self.started_at = now_rfc3339()
-        self.last_tick = 0.0
         self.ready_issues: dict[str, str] = {}
         self._probe_at = 0.0
         self._probe_error: str | None = None
-        self._tick_task: asyncio.Task[None] | None = None
         self._req_ids = itertools.count(1)
         self._req_prefix = os.urandom(3).hex()
         self._cors_any = "*" in settings.cors_origins
@@ -129,8 +123,6 @@ class App:
         self._loop = asyncio.get_running_loop()
         for hook in self.on_start:
             await hook()
-        self.last_tick = time.monotonic()
-        self._tick_task = asyncio.create_task(self._tick_loop())
         try:
             return await self.http.start(self.settings.host, self.settings.port)
         except OSError:
@@ -144,19 +136,8 @@ class App:
         await self.http.shutdown()
         for hook in reversed(self.on_stop):
             await hook()
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            try:
-                await self._tick_task
-            except asyncio.CancelledError:
-                pass
         await asyncio.to_thread(self.journal.close)
         self.access.flush()
-
-    async def _tick_loop(self) -> None:
-        while True:
-            self.last_tick = time.monotonic()
-            await asyncio.sleep(TICK_SECONDS)
 
     def _observe_commit(self, batch: int, seconds: float) -> None:
         # Called from the journal writer thread; metric children are thread-safe.
@@ -313,8 +294,6 @@ class App:
                 self._probe_error = f"write probe failed: {type(e).__name__}"
         if self._probe_error:
             issues["database"] = self._probe_error
-        if now - self.last_tick > READY_TICK_AGE:
-            issues["scheduler"] = "scheduler loop has not ticked recently"
         for check in self.ready_checks:
             problem = check()
             if problem is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import platform
-import time
 from typing import Any
 
 from . import runops
@@ -328,7 +327,7 @@ class IronflowService:
 
     async def Health(self, req: HttpRequest, m: dict[str, Any]) -> dict[str, Any]:
         alive = self.e.journal.alive
-        sched = time.monotonic() - self.e.last_tick < 5.0
+        sched = self.e.scheduler_alive()
         comp = {"database": {"status": "healthy" if alive else "unhealthy"},
                 "scheduler": {"status": "healthy" if sched else "unhealthy"},
                 "dispatcher": {"status": "healthy" if sched else "unhealthy"}}

@@ -197,6 +197,10 @@ class Engine:
         if run.wait is not None and run.status in (S.WAITING, S.PAUSED):
             self._arm_wait(run)
 
+    def scheduler_alive(self, max_age: float = 5.0) -> bool:
+        """The scheduler loop ticked within ``max_age`` seconds (rest-api.md §5.2 readiness)."""
+        return time.monotonic() - self.last_tick <= max_age
+
     async def start(self) -> None:
         self.last_tick = time.monotonic()
         self._task = asyncio.create_task(self._scheduler())

@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ApiError
 from .expr import Expression, ExprError, compile_expr
 from .journal import Journal
-from .jsonutil import dumps, loads, name_matches
+from .jsonutil import dumps, loads, name_matches, now_ts
 
 #: Replays read at most this many items (features.md §22).
 MAX_REPLAY = 1000
@@ -46,8 +46,7 @@ class SystemEvents:
         self.publish = publish
 
     async def emit(self, env: str, subject: str, data: Any) -> None:
-        from .engine import new_id
-        from .jsonutil import now_ts
+        from .engine import new_id  # the engine imports this module: resolved at call time
         now, eid = now_ts(), new_id("evt")
         item = await self.journal.write(lambda c: store_system_event(c, env, subject, data, now, eid))
         self.publish(item)

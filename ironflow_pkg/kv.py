@@ -8,6 +8,7 @@ Every change is committed before it is answered and then offered to watchers.
 
 from __future__ import annotations
 
+import base64
 import re
 import sqlite3
 import time
@@ -219,7 +220,6 @@ class KVStore:
             "AND revision = ?", (env, bucket, key, rev)).fetchone())
         if row is None:  # overwritten between the check and the read: report the newer state
             return await self.get(env, bucket, key)
-        import base64
         return {"key": key, "value": base64.b64encode(bytes(row["value"])).decode(),
                 "revision": rev, "operation": "put", "created_at": row["created_at"]}
 

@@ -7,13 +7,14 @@ change memory, persist, answer after commit.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from typing import Any
 
 from .engine import Engine
 from .errors import ApiError
 from .functions import FunctionDef
-from .jsonutil import dumps, loads, now_ts
+from .jsonutil import canonical, dumps, loads, now_ts
 from .runs import Run, RunStatus, Step
 
 S = RunStatus
@@ -222,8 +223,6 @@ async def rerun(engine: Engine, env: str, rid: str, actor: str) -> Run:
 
 def redacted(value: Any) -> dict[str, Any]:
     """The placeholder that replaces redacted data: the hash of the original canonical JSON."""
-    import hashlib
-    from .jsonutil import canonical
     if isinstance(value, dict) and value.get("$redacted") is True:
         return value  # idempotent: redacting twice keeps the first placeholder
     return {"$redacted": True, "sha256": hashlib.sha256(canonical(value).encode()).hexdigest(),

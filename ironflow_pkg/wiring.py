@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from .api_engine import EngineRoutes
@@ -29,8 +28,6 @@ from .schemas import SchemaRegistry
 from .items import ItemHub, SystemEvents
 from .subscriptions import PubSub
 
-#: The engine's scheduler must have ticked this recently for /ready (rest-api.md §5.2).
-SCHEDULER_STALE_SECONDS = 5.0
 
 
 def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
@@ -43,7 +40,7 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
     app.on_stop.append(engine.stop)
 
     def scheduler_ready() -> tuple[str, str] | None:
-        if time.monotonic() - engine.last_tick > SCHEDULER_STALE_SECONDS:
+        if not engine.scheduler_alive():
             return ("scheduler", "engine scheduler has not ticked recently")
         return None
     app.ready_checks.append(scheduler_ready)

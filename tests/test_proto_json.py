@@ -96,14 +96,7 @@ message All {
 TSCHEMA = parser.build_schema({**descriptors.read_proto_sources(), "test/v1/all.proto": TEST_PROTO},
                               default_package="test.v1")
 
-WKT = {
-    "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue",
-    "google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask",
-    "google.protobuf.Empty", "google.protobuf.DoubleValue", "google.protobuf.FloatValue",
-    "google.protobuf.Int64Value", "google.protobuf.UInt64Value", "google.protobuf.Int32Value",
-    "google.protobuf.UInt32Value", "google.protobuf.BoolValue", "google.protobuf.StringValue",
-    "google.protobuf.BytesValue",
-}
+from proto_gen import WKT, generate, json_value  # noqa: E402,F401  (shared by the codec tests)
 
 
 def dec(name, obj, schema=SCHEMA):
@@ -537,109 +530,6 @@ def test_json_bytes():
 # --- round trips of every message ---------------------------------------------------------------------
 
 
-_STRINGS = ["x", "hello world", "é😀", "run_123", "a\"quoted\"\n"]
-
-
-def _json_value(rng: random.Random, depth: int = 0):
-    choice = rng.randrange(7 if depth < 3 else 4)
-    if choice == 0:
-        return None
-    if choice == 1:
-        return rng.choice([True, False])
-    if choice == 2:
-        return rng.choice([0, 1, -3, 2**40, 1.5, -0.25, 1e100])
-    if choice == 3:
-        return rng.choice(_STRINGS)
-    if choice in (4, 5):
-        return {rng.choice(_STRINGS) + str(i): _json_value(rng, depth + 1) for i in range(rng.randrange(3))}
-    return [_json_value(rng, depth + 1) for _ in range(rng.randrange(3))]
-
-
-def _scalar(rng: random.Random, ftype: str):
-    if ftype in ("double", "float"):
-        return rng.choice([1.5, -2.25, 1e10, 0.125, -0.0])
-    if ftype == "bool":
-        return True
-    if ftype == "string":
-        return rng.choice(_STRINGS)
-    if ftype == "bytes":
-        return rng.choice([b"\x00\xff", b'{"k":1}', bytes(range(7))])
-    lo, hi = {"int32": (-2**31, 2**31 - 1), "sint32": (-2**31, 2**31 - 1),
-              "sfixed32": (-2**31, 2**31 - 1), "uint32": (1, 2**32 - 1), "fixed32": (1, 2**32 - 1),
-              "int64": (-2**63, 2**63 - 1), "sint64": (-2**63, 2**63 - 1),
-              "sfixed64": (-2**63, 2**63 - 1), "uint64": (1, 2**64 - 1),
-              "fixed64": (1, 2**64 - 1)}[ftype]
-    return rng.choice([lo, hi, 1, rng.randint(lo, hi) or 1])
-
-
-def _wkt_value(rng: random.Random, name: str):
-    if name == "google.protobuf.Timestamp":
-        return wkt.format_timestamp(rng.randint(-10**10, 10**10),
-                                    rng.choice([0, 5_000_000, 123_456_000, 987_654_321]))
-    if name == "google.protobuf.Duration":
-        return rng.choice([1.5, 30.0, -0.25, 0.000001, 86400.0, 0.0])
-    if name == "google.protobuf.FieldMask":
-        return rng.choice([["group.max_in_flight", "name"], [], ["a"]])
-    if name == "google.protobuf.Empty":
-        return {}
-    if name == "google.protobuf.Struct":
-        return {"k": _json_value(rng, 1), "n": 2, "nested": {"l": [1, "x", None]}}
-    if name == "google.protobuf.Value":
-        return _json_value(rng)
-    if name == "google.protobuf.ListValue":
-        return [_json_value(rng, 1), "s"]
-    scalar = {"DoubleValue": "double", "FloatValue": "float", "Int64Value": "int64",
-              "UInt64Value": "uint64", "Int32Value": "int32", "UInt32Value": "uint32",
-              "BoolValue": "bool", "StringValue": "string", "BytesValue": "bytes"}[name.rsplit(".", 1)[1]]
-    zero = {"bool": False, "string": "", "bytes": b"", "double": 0.0, "float": 0.0}.get(scalar, 0)
-    return rng.choice([_scalar(rng, scalar), zero])
-
-
-def _value_of(schema, rng, ftype, type_name, depth):
-    if ftype == "message":
-        if type_name in WKT:
-            return _wkt_value(rng, type_name)
-        return generate(schema, type_name, rng, depth + 1)
-    if ftype == "enum":
-        numbers = [n for n in schema.enum(type_name).values.values() if n != 0]
-        return rng.choice(numbers) if numbers else 0
-    return _scalar(rng, ftype)
-
-
-def generate(schema, name: str, rng: random.Random, depth: int = 0):
-    """A canonical in-memory message with every field set to a non-default value (one member
-    per oneof; message recursion stops at depth 3)."""
-    if name in WKT:
-        return _wkt_value(rng, name)
-    md = schema.message(name)
-    chosen = {o: rng.choice(members) for o, members in md.oneofs.items()}
-    out = {}
-    for f in md.fields:
-        if f.oneof and chosen[f.oneof] != f.name:
-            continue
-        if f.type == "message" and f.type_name not in WKT and depth >= 3 and not f.oneof:
-            continue
-        if f.is_map:
-            vf = schema.message(f.type_name).by_number[2]
-            out[f.name] = {
-                _scalar(rng, f.map_key_type) if f.map_key_type != "bool" else k % 2 == 0:
-                _value_of(schema, rng, vf.type, vf.type_name, depth)
-                for k in range(2)
-            } if f.map_key_type != "string" else {
-                s: _value_of(schema, rng, vf.type, vf.type_name, depth) for s in ("a", "b é")}
-        elif f.is_list:
-            out[f.name] = [_value_of(schema, rng, f.type, f.type_name, depth)
-                           for _ in range(rng.randint(1, 3))]
-        else:
-            v = _value_of(schema, rng, f.type, f.type_name, depth)
-            if f.has_presence and f.type != "message" and rng.random() < 0.3:
-                v = f.default  # explicit presence keeps a zero value
-            if not f.has_presence and v == f.default and f.type not in ("double", "float"):
-                continue
-            out[f.name] = v
-    return out
-
-
 def to_proto_names(schema, name: str, obj):
     """Rewrite a to_json() result to use proto field names (Struct contents untouched)."""
     if name in WKT:
@@ -760,7 +650,7 @@ def test_fuzz_from_json_bytes_only_raises_decode_error():
 def _replace_random_node(rng: random.Random, doc):
     """Replace one randomly chosen nested node (or the root) by a random JSON value."""
     if not isinstance(doc, (dict, list)) or not doc or rng.random() < 0.15:
-        return _json_value(rng)
+        return json_value(rng)
     if isinstance(doc, dict):
         key = rng.choice(list(doc))
         doc[key] = _replace_random_node(rng, doc[key])
@@ -824,9 +714,9 @@ def test_fuzz_from_json_random_values():
         obj = {}
         for f in md.fields:
             if rng.random() < 0.4:
-                obj[rng.choice([f.name, f.json_name])] = _json_value(rng)
+                obj[rng.choice([f.name, f.json_name])] = json_value(rng)
         if name in WKT and rng.random() < 0.5:
-            obj = _json_value(rng)
+            obj = json_value(rng)
         try:
             from_json(SCHEMA, name, obj)
         except DecodeError:
