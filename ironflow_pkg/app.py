@@ -36,6 +36,8 @@ RouteHandler = Callable[[HttpRequest, dict[str, str]], Awaitable[Response]]
 _EXPOSE = ("Connect-Protocol-Version, Grpc-Status, Grpc-Message, Retry-After, Ironflow-Poll-Wait, "
            "X-Ironflow-Environment-ID")
 _PROTECTED_PREFIXES = ("/api/", "/ironflow.v1.", "/ws")
+#: Paths that never fall through to the dashboard (spec README §1, rows 2-10).
+_NOT_DASHBOARD = frozenset(("/health", "/ready", "/metrics", "/ws"))
 _ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
@@ -92,6 +94,8 @@ class App:
         self.on_open: list[Callable[[], None]] = []
         self.on_start: list[Callable[[], Awaitable[None]]] = []
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        #: Serves every other ``GET``/``HEAD`` (spec README §1 row 11: the dashboard), public.
+        self.fallback: RouteHandler | None = None
         #: Handles every ``/ironflow.v1.*`` request once authenticated (the Connect adapter).
         self.connect_handler: Callable[[HttpRequest], Awaitable[Response]] | None = None
         #: Warnings found by the areas at start-up, shown by /health and /ready.
@@ -178,10 +182,18 @@ class App:
                         template = "/ironflow.v1.{service}/{method}"
                         raise ApiError("unimplemented",
                                        f"{req.path.lstrip('/')} is not implemented by this server")
-                    raise
-                template = match.route.template
-                await self._authenticate(req, match.route.auth)
-                resp = await match.route.handler(req, match.params)
+                    if (self.fallback is None or req.method not in ("GET", "HEAD")
+                            or req.path.startswith(("/api/", "/ironflow.v1.", "/ws/"))
+                            or req.path in _NOT_DASHBOARD):
+                        raise
+                    match = None
+                if match is None:
+                    template = "dashboard"
+                    resp = await self.fallback(req, {})
+                else:
+                    template = match.route.template
+                    await self._authenticate(req, match.route.auth)
+                    resp = await match.route.handler(req, match.params)
         except ApiError as e:
             resp = error_response(e, connect=connect and not isinstance(e, MethodNotAllowed))
         except Exception:

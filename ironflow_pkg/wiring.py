@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
+from .api_dashboard import Dashboard
 from .api_engine import EngineRoutes
 from .api_query import QueryRoutes
 from .api_schemas import SchemaRoutes
@@ -70,6 +71,7 @@ def build_app(settings: Settings, *, journal: Journal | None = None) -> App:
     StoreRoutes(app, kv, config, secrets, SystemEvents(app.journal, hub.publish))
     WatchRoutes(app, kv, config)
     app.connect_handler = rpc
+    app.fallback = Dashboard().serve
     return app
 
 

@@ -64,12 +64,14 @@ def test_metrics_disabled_is_404(authed):
 
 def test_metrics_exposition(dev):
     dev.request("GET", "/health")
-    dev.request("GET", "/nope")
+    dev.request("GET", "/api/v1/nope")
+    dev.request("GET", "/some/page")  # the dashboard shell
     status, headers, raw = dev.request("GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
     text = raw.decode()
     assert 'ironflow_http_requests_total{method="GET",path="/health",status_code="200"}' in text
     assert 'ironflow_http_requests_total{method="GET",path="unmatched",status_code="404"}' in text
+    assert 'ironflow_http_requests_total{method="GET",path="dashboard",status_code="200"}' in text
     assert "ironflow_http_request_duration_seconds_bucket" in text
     assert "ironflow_connections_open" in text and "ironflow_journal_commit_seconds_count" in text
 
