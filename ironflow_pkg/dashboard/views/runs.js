@@ -102,7 +102,8 @@ export function layoutSteps(run, steps) {
     return { s, start, end, kind };
   });
   const known = rows.filter((r) => r.start !== null);
-  const t0 = Math.min(parseTime(run.created_at) ?? Infinity, ...known.map((r) => r.start));
+  // The axis starts when the run started (queue time before it is in the summary).
+  const t0 = Math.min(parseTime(run.started_at) ?? parseTime(run.created_at) ?? Infinity, ...known.map((r) => r.start));
   const runEnd = parseTime(run.ended_at) ?? (TERMINAL.has(run.status) ? null : now);
   const t1 = Math.max(runEnd ?? 0, ...known.map((r) => r.end), t0 + 1);
   const laneEnds = [];
