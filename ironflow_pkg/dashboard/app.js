@@ -135,7 +135,8 @@ function signIn() {
 }
 
 authEvents.addEventListener("unauthenticated", () => {
-  if (!server.authRequired) return;
+  // The sign-in form reports a refused key itself; a 401 elsewhere means the key was revoked.
+  if (!server.authRequired || root.dataset.view === "signin") return;
   session.key = "";
   generation++;
   signIn();
@@ -146,7 +147,16 @@ function closeMenu() {
   document.querySelector("[data-action=menu]").setAttribute("aria-expanded", "false");
 }
 
+// Nav entries of areas this server build does not serve (GET /api/v1/capabilities `features`).
+const AREA_FEATURE = { streams: "entity-streams", projections: "projections", webhooks: "webhooks", audit: "audit" };
+
 async function showChrome() {
+  for (const [nav, feature] of Object.entries(AREA_FEATURE)) {
+    const a = document.querySelector(`a[data-nav=${nav}]`);
+    const missing = !server.features.includes(feature);
+    a.classList.toggle("soon", missing);
+    if (missing) a.title = "Not available in this version";
+  }
   const envEl = document.querySelector("[data-role=env]");
   envEl.textContent = session.env || "env_default";
   document.querySelector("[data-role=version]").textContent = server.version ? `v${server.version}` : "";
