@@ -227,3 +227,53 @@ def test_etag_matching(header, ok):
 ])
 def test_accept_encoding(header, ok):
     assert _accepts_gzip(header) is ok
+
+
+# -- the API calls the pages make, as they make them ----------------------------------------------
+
+def _call(srv, method, path, body=None, connect=False):
+    headers = {"Content-Type": "application/json"}
+    if connect:
+        headers["Connect-Protocol-Version"] = "1"
+    status, _, raw = srv.request(method, path, None if body is None else json.dumps(body).encode(), headers)
+    assert status < 300, (path, status, raw[:300])
+    return json.loads(raw) if raw else None
+
+
+def test_the_pages_api_calls(tmp_path):
+    """Overview SQL, list filters and paging, run actions: the requests views/*.js send."""
+    import datetime as dt
+    with InProcessServer(make_settings(tmp_path)) as s:
+        rpc = lambda m, b: _call(s, "POST", f"/ironflow.v1.IronflowService/{m}", b, connect=True)  # noqa: E731
+        rpc("RegisterFunction", {"id": "f1", "triggers": [{"event": "a.b"}]})
+        ids = [_call(s, "POST", "/api/v1/events", {"name": "a.b", "data": {"n": i}})["run_ids"][0] for i in range(3)]
+        since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        bucket = f"CAST((julianday(created_at) - julianday('{since}')) * 1440 / 5 AS INTEGER)"
+        out = _call(s, "POST", "/api/v1/sql", {"query": f"SELECT {bucket} AS b, count(*) AS n FROM runs "
+                                                        f"WHERE created_at >= '{since}' GROUP BY b", "max_rows": 1000})
+        assert out["columns"] == ["b", "n"] and out["rows"] == [["11", "3"]]
+        out = _call(s, "POST", "/api/v1/sql", {"query": f"SELECT count(*) AS n FROM events WHERE timestamp >= '{since}'"})
+        assert out["rows"] == [["3"]]
+        # runs list: filters and forward paging with the cursor
+        page = _call(s, "GET", f"/api/v1/runs?function_id=f1&since={since}&limit=2")
+        assert page["total_count"] == 3 and len(page["runs"]) == 2 and page["next_cursor"]
+        rest = _call(s, "GET", f"/api/v1/runs?function_id=f1&since={since}&limit=2&cursor={page['next_cursor']}")
+        assert [r["id"] for r in page["runs"] + rest["runs"]] == ids[::-1]
+        assert _call(s, "GET", "/api/v1/runs?search=f1&status=waiting_for_capacity,running,waiting&limit=25")["count"] == 3
+        # events list: forward and back
+        ev = _call(s, "GET", "/api/v1/events?limit=2")
+        older = _call(s, "GET", f"/api/v1/events?limit=2&cursor={ev['next_cursor']}")
+        assert older["has_prev"] and _call(s, "GET", f"/api/v1/events?limit=2&before={older['prev_cursor']}")["events"] == ev["events"]
+        assert _call(s, "GET", f"/api/v1/runs?event_id={ev['events'][0]['id']}&limit=50")["count"] == 1
+        # run actions and function status, as the buttons send them
+        assert rpc("PauseRun", {"runId": ids[0]})
+        assert _call(s, "GET", f"/api/v1/runs/{ids[0]}")["status"] == "paused"
+        rpc("ResumeRun", {"runId": ids[0]})
+        rpc("CancelRun", {"id": ids[0], "reason": "cancelled from the dashboard"})
+        assert _call(s, "GET", f"/api/v1/runs/{ids[0]}")["status"] == "cancelled"
+        fresh = _call(s, "POST", f"/api/v1/runs/{ids[0]}/rerun", {})
+        assert fresh["id"] != ids[0] and fresh["function_id"] == "f1"
+        rpc("UpdateFunctionStatus", {"id": "f1", "status": "FUNCTION_STATUS_PAUSED"})
+        assert rpc("GetFunction", {"id": "f1"})["status"] == "FUNCTION_STATUS_PAUSED"
+        hist = rpc("ListFunctionHistory", {"functionId": "f1", "limit": 20})["entries"]
+        assert hist[0]["changeType"] and hist[-1]["recordedAt"]

@@ -56,12 +56,11 @@ function configPanel(fn) {
 
 export async function renderDetail(el, ctx) {
   const id = ctx.params[0];
-  const [got, history, runs] = await Promise.all([
+  const [fn, history, runs] = await Promise.all([
     api.rpc("IronflowService", "GetFunction", { id }),
     api.rpc("IronflowService", "ListFunctionHistory", { functionId: id, limit: 20 }),
     api.get(`/api/v1/runs${qs({ function_id: id, limit: 10 })}`),
   ]);
-  const fn = got.function || got;
   const status = normStatus(fn.status);
   const paused = status === "paused";
   const toggle = h("button", { class: `btn ${paused ? "primary" : ""}`, type: "button", "data-action": paused ? "activate" : "pause" },

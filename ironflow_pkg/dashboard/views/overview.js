@@ -5,7 +5,7 @@ import { badge, clear, fmtNum, h, link, pageHead, panel, table, throttle, timeEl
 
 const BUCKETS = 12; // 5-minute buckets over the last hour
 const BUCKET_MIN = 5;
-const STATUS_ORDER = ["running", "waiting", "waiting_for_capacity", "paused", "pending", "completed", "failed", "cancelled"];
+const STATUS_ORDER = ["running", "waiting", "waiting_for_capacity", "paused", "completed", "failed", "cancelled"];
 const STATUS_FILL = { completed: "ok", failed: "bad", running: "info", waiting: "warn", paused: "warn", waiting_for_capacity: "warn" };
 
 function sqlTime(ms) {
@@ -27,8 +27,9 @@ async function load() {
     api.get(`/api/v1/runs${qs({ limit: 8 })}`),
   ]);
   const series = { started: new Array(BUCKETS).fill(0), completed: new Array(BUCKETS).fill(0), failed: new Array(BUCKETS).fill(0) };
-  for (const r of sqlObjects(started)) if (r.b >= 0 && r.b < BUCKETS) series.started[r.b] += Number(r.n);
-  for (const r of sqlObjects(ended)) if (r.b >= 0 && r.b < BUCKETS) series[r.status][r.b] += Number(r.n);
+  const add = (list, b, n) => { b = Number(b); if (b >= 0 && b < BUCKETS) list[b] += Number(n); };
+  for (const r of sqlObjects(started)) if (r.b !== null) add(series.started, r.b, r.n);
+  for (const r of sqlObjects(ended)) if (r.b !== null) add(series[r.status], r.b, r.n);
   const statuses = Object.fromEntries(sqlObjects(byStatus).map((r) => [r.status, Number(r.n)]));
   return {
     now, series, statuses,
@@ -85,7 +86,7 @@ function statusBars(statuses) {
 export async function render(el, ctx) {
   const body = h("div");
   const paint = (d) => {
-    const active = (d.statuses.running || 0) + (d.statuses.waiting || 0) + (d.statuses.pending || 0);
+    const active = (d.statuses.running || 0) + (d.statuses.waiting || 0) + (d.statuses.waiting_for_capacity || 0);
     const sum = (a) => a.reduce((x, y) => x + y, 0);
     clear(body,
       h("div", { class: "grid cards" },

@@ -8,7 +8,8 @@ import {
   pageHead, panel, parseTime, table, throttle, timeEl,
 } from "../ui.js";
 
-const STATUSES = ["pending", "running", "waiting", "waiting_for_capacity", "paused", "completed", "failed", "cancelled"];
+// rest-api.md §2.3: the statuses the list accepts.
+const STATUSES = ["running", "waiting", "waiting_for_capacity", "paused", "completed", "failed", "cancelled"];
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const RANGES = [["", "Any time"], ["15m", "Last 15 minutes"], ["1h", "Last hour"], ["24h", "Last 24 hours"], ["7d", "Last 7 days"]];
 const RANGE_MS = { "15m": 9e5, "1h": 36e5, "24h": 864e5, "7d": 6048e5 };
