@@ -674,6 +674,72 @@ def emit_flow(s: Session, r: Report, url: str) -> None:
     r.check("emit: event starts a run that completes live", live_run)
 
 
+def actions_flow(s: Session, r: Report, url: str, completed_run: str) -> None:
+    """The buttons behind a confirmation: function pause/activate, run pause/resume/cancel, rerun.
+
+    The run under test belongs to a function no worker serves, so it stays queued
+    (waiting_for_capacity) until the buttons move it: nothing races the clicks."""
+    def post(path: str, body: dict[str, Any]) -> Any:
+        req = urllib.request.Request(url + path, json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def confirm(action: str) -> None:
+        s.click(f"[data-action={action}]")
+        s.wait_selector("dialog [data-action=confirm]", 5)
+        s.click("dialog [data-action=confirm]")
+
+    def wait_text(sel: str, want: str) -> None:
+        s.cdp.wait(js_call(TEXT_JS, sel) + f" === {json.dumps(want)}", PAGE_TIMEOUT_S,
+                   f"{sel} {want!r} on {s.cdp.page}")
+
+    def function_toggle() -> str:
+        s.goto("/functions/nightly-report")
+        s.wait_view("function")
+        confirm("pause")
+        wait_text("[data-role=function-status]", "paused")
+        s.shot("function-paused")
+        confirm("activate")
+        wait_text("[data-role=function-status]", "active")
+        return "active -> paused -> active"
+
+    def run_buttons() -> str:
+        post("/ironflow.v1.IronflowService/RegisterFunction",
+             {"id": "manual-approval", "triggers": [{"event": "approval.requested"}]})
+        run_id = post("/api/v1/events", {"name": "approval.requested", "data": {"doc": 7}})["run_ids"][0]
+        s.goto(f"/runs/{run_id}")
+        s.wait_view("run")
+        seen = [s.text("[data-role=run-status]")]
+        for action, want in (("pause", "paused"), ("resume", None), ("cancel", "cancelled")):
+            confirm(action)
+            if want is None:  # resumed: back in the queue, whatever its exact waiting state
+                s.cdp.wait(js_call(TEXT_JS, "[data-role=run-status]") + " !== 'paused'", PAGE_TIMEOUT_S,
+                           "[data-role=run-status] to leave 'paused'")
+            else:
+                wait_text("[data-role=run-status]", want)
+            seen.append(s.text("[data-role=run-status]"))
+        s.shot("run-cancelled")
+        if http_json(f"{url}/api/v1/runs/{run_id}")["status"] != "cancelled":
+            raise CheckFailed("the page says cancelled but the server does not")
+        return " -> ".join(seen)
+
+    def rerun() -> str:
+        s.goto(f"/runs/{completed_run}")
+        s.wait_view("run")
+        confirm("rerun")
+        s.cdp.wait(f"location.pathname.startsWith('/runs/') && location.pathname !== '/runs/{completed_run}'",
+                   PAGE_TIMEOUT_S, "navigation to the new run")
+        s.wait_view("run", fresh=False)
+        fresh = s.cdp.evaluate("location.pathname").rsplit("/", 1)[1]
+        s.shot("rerun")
+        return f"new run {fresh}"
+
+    r.check("actions: pause and activate a function", function_toggle)
+    r.check("actions: pause, resume and cancel a run", run_buttons)
+    r.check("actions: rerun a run", rerun)
+
+
 def themes_and_phone(s: Session, r: Report, run_id: str, light: str) -> None:
     def dark() -> str:
         s.cdp.call("Emulation.setEmulatedMedia",
@@ -765,6 +831,7 @@ def run_checks(args: argparse.Namespace, exe: str, procs: Processes, r: Report, 
     row = ids(url)
     light = desktop_pages(s, r, row)
     emit_flow(s, r, url)
+    actions_flow(s, r, url, row["completed"])
     themes_and_phone(s, r, row["completed"], light)
     if worker_errors:  # only a failure while the browser needed it; at shutdown it is expected
         r._fail("demo worker", "; ".join(worker_errors))

@@ -80,7 +80,7 @@ export async function renderDetail(el, ctx) {
   clear(el,
     pageHead(fn.name || id, {
       crumbs: [link("/functions", "Functions"), " / ", id],
-      sub: h("span", null, badge(fn.status), " ", `v${fn.version || 1}`),
+      sub: h("span", null, badge(fn.status, { "data-role": "function-status" }), " ", `v${fn.version || 1}`),
       actions: [link(`/runs?function_id=${encodeURIComponent(id)}`, h("span", { class: "btn" }, "All runs")),
         status === "archived" ? null : toggle],
     }),
