@@ -576,7 +576,11 @@ def desktop_pages(s: Session, r: Report, row: dict[str, str]) -> str:
             raise CheckFailed("no [data-role=timeline] on the run page")
         if n < 3:
             raise CheckFailed(f"[data-role=timeline] has {n} [data-step] elements, expected >= 3")
-        return f"{n} steps"
+        # The demo's last segment runs two branches side by side (demo_seed._parallel).
+        par = s.cdp.evaluate("document.querySelectorAll('[data-role=timeline] .tl-row.parallel').length")
+        if par < 2:
+            raise CheckFailed(f"{par} steps marked as parallel branches, expected the demo's 2")
+        return f"{n} steps, {par} on parallel branches"
 
     def smtp() -> None:
         if not s.cdp.evaluate("document.body.innerText.includes('SMTP relay refused')"):

@@ -82,6 +82,19 @@ def _step(job: dict[str, Any], name: str, output: Any, ms: float,
     return row
 
 
+def _parallel(job: dict[str, Any], branches: list[tuple[str, Any, float]]) -> list[dict[str, Any]]:
+    """Pretend branches that run side by side (``step.parallel``): one start, their own ends."""
+    started = time.time()
+    rows = []
+    for name, output, ms in sorted(branches, key=lambda b: b[2]):
+        time.sleep(max(0.0, started + ms / 1000 - time.time()))
+        ended = time.time()
+        rows.append({"id": f"{job['run_id']}:{name}:0", "name": name, "type": "invoke",
+                     "status": "completed", "output": output, "started_at": _ts(started),
+                     "ended_at": _ts(ended), "duration_ms": int((ended - started) * 1000)})
+    return rows
+
+
 def handle(c: Client, job: dict[str, Any]) -> None:
     """Play the user's function: what a real SDK worker would report for this job."""
     fence = {"execution_seq": job["execution_seq"], "lease_token": job["lease_token"]}
@@ -93,6 +106,8 @@ def handle(c: Client, job: dict[str, Any]) -> None:
     if fn == "order-fulfilment":
         if "nap" in done:  # second segment, after the sleep
             steps = [_step(job, "ship", {"carrier": "dhl", "tracking": "JD0142"}, 35)]
+            steps += _parallel(job, [("email-customer", {"sent": True}, 40),
+                                     ("update-crm", {"synced": True}, 25)])
             c.ok("PUT", path, {"status": "completed", "output": {"shipped": True, "order": data.get("order")},
                                "steps": steps, "step_offset": job["step_sequence_base"], **fence})
             return

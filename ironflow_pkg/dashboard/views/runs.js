@@ -109,11 +109,16 @@ export function layoutSteps(run, steps) {
   const t1 = Math.max(runEnd ?? 0, ...known.map((r) => r.end), t0 + 1);
   const laneEnds = [];
   for (const r of rows) {
-    if (r.start === null || r.kind !== "invoke") { r.lane = 0; continue; }
+    r.lane = 0;
+    r.parallel = false;
+    if (r.start === null || r.kind !== "invoke") continue;
     let lane = laneEnds.findIndex((e) => e <= r.start);
     if (lane < 0) { lane = laneEnds.length; laneEnds.push(r.end); } else laneEnds[lane] = r.end;
     r.lane = lane;
   }
+  // A step is on a parallel branch when its time overlaps another step's (step.parallel / map).
+  const timed = rows.filter((r) => r.start !== null && r.kind === "invoke");
+  for (const a of timed) a.parallel = timed.some((b) => b !== a && a.start < b.end && b.start < a.end);
   return { rows, t0, t1 };
 }
 
@@ -133,7 +138,6 @@ function timeline(run, steps, onSelect) {
   }
   const { rows, t0, t1 } = layoutSteps(run, steps);
   const span = t1 - t0;
-  const parallel = rows.some((r) => r.lane > 0);
   const axis = h("div", { class: "tl-axis", "aria-hidden": "true" }, h("span", null, "Step"),
     h("div", { class: "ticks" }, [0, 0.25, 0.5, 0.75, 1].map((f) => h("span", null, f ? `+${fmtDuration(span * f)}` : "0"))),
     h("span", { class: "tl-dur" }, "Duration"));
@@ -144,11 +148,12 @@ function timeline(run, steps, onSelect) {
       bar.style.width = `${Math.max(0.4, (100 * (r.end - r.start)) / span)}%`;
     } else bar.hidden = true;
     const dur = r.kind === "sleep" || r.kind === "wait_for_event" ? (r.start !== null ? r.end - r.start : null) : r.s.duration_ms;
-    const row = h("div", { class: "tl-row", role: "button", tabindex: "0", "data-step": r.s.step_id,
+    const row = h("div", { class: `tl-row${r.parallel ? " parallel" : ""}`, role: "button", tabindex: "0", "data-step": r.s.step_id,
       "aria-label": `${r.s.name}: ${r.s.status}, ${fmtDuration(dur)}` },
-      h("div", { class: "tl-name" }, badge(r.s.status, { title: r.s.status }), h("span", { class: "n", title: r.s.step_id }, r.s.name),
+      h("div", { class: "tl-name" }, h("span", { class: `tl-dot ${barClass(r)}`, title: r.s.status }),
+        h("span", { class: "n", title: `${r.s.name} (${r.s.status})` }, r.s.name),
         KIND_LABEL[r.kind] ? h("span", { class: "tl-lane" }, KIND_LABEL[r.kind]) : null,
-        parallel && r.kind === "invoke" ? h("span", { class: "tl-lane", title: "parallel branch" }, `∥${r.lane + 1}`) : null),
+        r.parallel ? h("span", { class: "tl-lane par", title: "parallel branch" }, `∥ ${r.lane + 1}`) : null),
       h("div", { class: "tl-track" }, bar),
       h("div", { class: "tl-dur" }, fmtDuration(dur)));
     const pick = () => onSelect(r.s, row);
