@@ -203,6 +203,9 @@ class App:
                                   connect=connect)
         self._cors_headers(req, resp)
         resp.headers.append(("X-Request-ID", req.request_id))
+        env = req.state.get("env")
+        if env is not None:  # spec README §3.2: the server MAY echo the resolved environment
+            resp.headers.append(("X-Ironflow-Environment-ID", env.id))
         self._account(req, resp, template)
         return resp
 

@@ -158,7 +158,11 @@ def test_env_scoped_key_cannot_cross(tmp_path):
         scoped = generate_key()
         srv.app.auth.create_key_sync(scoped, "scoped", ("developer",), env_id="env_staging", env_scoped=True)
         h = bearer(scoped)
-        assert srv.request("GET", "/api/v1/nothing", headers=h)[0] == 404  # own env resolved
+        status, headers, _ = srv.request("GET", "/api/v1/nothing", headers=h)
+        assert status == 404 and headers["x-ironflow-environment-id"] == "env_staging"  # own env
+        status, headers, _ = srv.request("GET", "/api/v1/workers", headers=bearer(KEY))
+        assert status == 200 and headers["x-ironflow-environment-id"] == "env_default"
+        assert "x-ironflow-environment-id" not in srv.request("GET", "/api/v1/workers")[1]  # no key
         status, _, raw = srv.request("GET", "/api/v1/nothing", headers={**h, "X-Ironflow-Environment": "default"})
         assert status == 403 and body(raw)["code"] == "permission_denied"
 

@@ -17,9 +17,12 @@ export const session = {
   set key(v) { v ? sessionStorage.setItem(KEY_STORE, v) : sessionStorage.removeItem(KEY_STORE); },
   get env() { return sessionStorage.getItem(ENV_STORE) || ""; },
   set env(v) { v ? sessionStorage.setItem(ENV_STORE, v) : sessionStorage.removeItem(ENV_STORE); },
+  /** The environment the server resolved for this tab (echoed in X-Ironflow-Environment-ID). */
+  resolvedEnv: "",
 };
 
-// Fired when the server says the key is missing or wrong, so the shell can show sign-in.
+// "unauthenticated" when the server says the key is missing or wrong (the shell shows sign-in);
+// "environment" when the server names the environment this tab works in.
 export const authEvents = new EventTarget();
 
 function headers(extra) {
@@ -40,6 +43,11 @@ async function request(method, path, body, extraHeaders) {
     resp = await fetch(path, init);
   } catch (e) {
     throw new ApiError(0, "unavailable", "The server cannot be reached. Is it running?");
+  }
+  const env = resp.headers.get("X-Ironflow-Environment-ID");
+  if (env && env !== session.resolvedEnv) {
+    session.resolvedEnv = env;
+    authEvents.dispatchEvent(new CustomEvent("environment", { detail: env }));
   }
   const text = await resp.text();
   let data = null;

@@ -134,6 +134,10 @@ function signIn() {
   input.focus();
 }
 
+authEvents.addEventListener("environment", (e) => {
+  document.querySelector("[data-role=env]").textContent = e.detail;
+});
+
 authEvents.addEventListener("unauthenticated", () => {
   // The sign-in form reports a refused key itself; a 401 elsewhere means the key was revoked.
   if (!server.authRequired || root.dataset.view === "signin") return;
@@ -157,8 +161,7 @@ async function showChrome() {
     a.classList.toggle("soon", missing);
     if (missing) a.title = "Not available in this version";
   }
-  const envEl = document.querySelector("[data-role=env]");
-  envEl.textContent = session.env || "env_default";
+  document.querySelector("[data-role=env]").textContent = session.resolvedEnv || session.env;
   document.querySelector("[data-role=version]").textContent = server.version ? `v${server.version}` : "";
   document.querySelector("[data-action=signout]").hidden = !server.authRequired;
 }
