@@ -8,7 +8,6 @@ consumer) rather than buffering without bound.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
@@ -22,12 +21,12 @@ from .kv import KVStore
 from .server import HttpRequest, Response
 from .ws_asyncio import WebSocketSession, websocket_response
 
-#: Frames queued for one watcher before it counts as a slow consumer.
+#: Frames queued for one watcher (waiting for the socket) before it counts as a slow consumer.
 MAX_PENDING = 1000
 #: websocket.md §1.2: the server pings every 30 s and drops a peer silent for 30 s more.
 PING_INTERVAL = 30.0
 PING_TIMEOUT = 30.0
-_STOP = object()
+_TAG = "w"
 
 
 def _dumps(obj: Any) -> str:
@@ -35,46 +34,41 @@ def _dumps(obj: Any) -> str:
 
 
 class _Feed:
-    """A bounded queue of frames for one socket; overflow ends the feed as a slow consumer."""
+    """Frames for one watch socket, posted as changes commit (no task or queue of its own: the
+    session's backlog is the queue); overflow closes the socket as a slow consumer (1011)."""
 
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.overflow = False
+    __slots__ = ("session", "held")
 
-    def push(self, frame: Any) -> None:
-        if self.queue.qsize() >= MAX_PENDING:
-            self.overflow = True
-            self.queue.put_nowait(_STOP)
+    def __init__(self, session: WebSocketSession, hold: bool = False) -> None:
+        self.session = session
+        #: While the current state is sent (``include_current``), changes wait here so that they
+        #: follow it.
+        self.held: list[tuple[dict[str, Any], int]] | None = [] if hold else None
+
+    def push(self, frame: dict[str, Any], close_code: int = 0) -> None:
+        """Send ``frame``; with ``close_code`` it is the last one (an error) and the socket closes."""
+        if self.held is not None:
+            if len(self.held) >= MAX_PENDING:
+                self.session.start_close(1011, "slow consumer", discard=True)
+                return
+            self.held.append((frame, close_code))
             return
-        self.queue.put_nowait(frame)
+        s = self.session
+        if s.queued(_TAG) >= MAX_PENDING:
+            s.start_close(1011, "slow consumer", discard=True)
+            return
+        s.post(_dumps(frame), _TAG)
+        if close_code:
+            s.start_close(close_code, frame["message"])
 
-    async def pump(self, session: WebSocketSession) -> None:
-        """Send frames until the feed ends or the client goes away."""
-        ignore = asyncio.ensure_future(_drain_client(session))
-        try:
-            while True:
-                get = asyncio.ensure_future(self.queue.get())
-                done, _ = await asyncio.wait({get, ignore}, return_when=asyncio.FIRST_COMPLETED)
-                if get not in done:
-                    get.cancel()
-                    return  # the client closed
-                frame = get.result()
-                if frame is _STOP:
-                    if self.overflow:
-                        await session.close(1011, "slow consumer")
-                    return
-                if isinstance(frame, tuple):  # (error frame, close code)
-                    await session.send(_dumps(frame[0]))
-                    await session.close(frame[1], frame[0]["message"])
-                    return
-                await session.send(_dumps(frame))
-        finally:
-            ignore.cancel()
-
-
-async def _drain_client(session: WebSocketSession) -> None:
-    while await session.recv() is not None:
-        pass  # websocket.md §1.2: client data frames on watch routes are ignored
+    async def pump(self) -> None:
+        """Send what was held, then run until the socket closes (client data frames are
+        ignored, websocket.md §1.2)."""
+        held, self.held = self.held, None
+        for frame, code in held or ():
+            self.push(frame, code)
+        while await self.session.recv() is not None:
+            pass
 
 
 class WatchRoutes:
@@ -101,13 +95,13 @@ class WatchRoutes:
                 await session.send(_dumps({"type": "error", "message": "bucket not found"}))
                 await session.close(1008, "bucket not found")
                 return
-            feed = _Feed()
+            feed = _Feed(session, hold=include)
 
             def on_change(e: str, b: str, change: dict[str, Any]) -> None:
                 if e != env or b != bucket:
                     return
                 if change.get("type") == "bucket_deleted":
-                    feed.push(({"type": "error", "message": "bucket deleted"}, 1000))
+                    feed.push({"type": "error", "message": "bucket deleted"}, 1000)
                 elif not pattern or name_matches(pattern, change["key"]):
                     feed.push({"type": "kv_update", "bucket": bucket, "key": change["key"],
                                "value": base64.b64encode(change["value"]).decode(),
@@ -124,7 +118,7 @@ class WatchRoutes:
                                                    "value": entry["value"],
                                                    "revision": entry["revision"],
                                                    "operation": "put"}))
-                await feed.pump(session)
+                await feed.pump()
             finally:
                 self.kv.listeners.discard(on_change)
         return self._upgrade(req, handler)
@@ -134,7 +128,7 @@ class WatchRoutes:
         include = (query_params(req).get("include_current") or "").lower() == "true"
 
         async def handler(session: WebSocketSession) -> None:
-            feed = _Feed()
+            feed = _Feed(session, hold=include)
 
             def on_change(e: str, n: str, change: dict[str, Any]) -> None:
                 if e == env and n == name:
@@ -147,7 +141,7 @@ class WatchRoutes:
                 if include and (env, name) in self.config.docs:
                     doc = self.config.get(env, name)
                     await session.send(_dumps({"type": "config_update", **doc}))
-                await feed.pump(session)
+                await feed.pump()
             finally:
                 self.config.listeners.discard(on_change)
         return self._upgrade(req, handler)

@@ -205,10 +205,12 @@ class RequestParser:
         return len(self._buf) - self._pos
 
     def take_trailing_data(self) -> bytes:
-        """Hand over unconsumed bytes (after a protocol upgrade) and empty the buffer."""
+        """Hand over unconsumed bytes (after a protocol upgrade) and empty the buffer (and the
+        last head's raw fields: the parser stays referenced for as long as the socket is open)."""
         out = bytes(self._buf[self._pos:])
         self._buf.clear()
         self._pos = self._scan = 0
+        self._reset_head()
         return out
 
     def start_next_cycle(self) -> None:

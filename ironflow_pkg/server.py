@@ -239,6 +239,8 @@ class _Connection:
         #: sweeper cancels reads past it: no per-read timer or wait_for task on the hot path.
         self.read_deadline: float | None = None
         self.timed_out = False
+        #: Set once a 101 head is written: the protocol that takes the socket over.
+        self._upgrade: Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -421,6 +423,13 @@ class _Connection:
                 keep = await self._write(req, resp)
             finally:
                 await self._stop_watch()
+            upgrade, self._upgrade = self._upgrade, None
+            if upgrade is not None:
+                # The 101 head is out and the socket belongs to the new protocol. Nothing of the
+                # request stays referenced while it runs (a WebSocket may stay open for hours).
+                del req, resp, head, body
+                await upgrade(self.reader, self.writer, parser.take_trailing_data())
+                return
             if not keep:
                 return
             parser.start_next_cycle()
@@ -521,7 +530,7 @@ class _Connection:
             w.write(self._head_bytes(resp, head, None, close=False))
             await self._drain()
             self.idle = False
-            await resp.upgrade(self.reader, w, self.parser.take_trailing_data())
+            self._upgrade = resp.upgrade  # run by _serve once this request is let go
             return False
         no_body = resp.status in _NO_BODY_STATUS or resp.status < 200
         if resp.stream is None or no_body:

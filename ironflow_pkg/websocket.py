@@ -31,6 +31,7 @@ import hashlib
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "GUID", "accept_key", "check_handshake", "HandshakeResult", "HandshakeError",
@@ -406,6 +407,9 @@ class WsLimits:
     max_frame_payload: int = MAX_FRAME_PAYLOAD
 
 
+_DEFAULT_LIMITS = WsLimits()
+
+
 class ConnectionState(enum.Enum):
     OPEN = "open"
     #: We sent a close frame and wait for the peer's.
@@ -450,6 +454,8 @@ def _unmask(data: bytes | bytearray, mask: bytes, offset: int) -> bytes:
 # second byte arrives, which CPython's incremental decoder only reports at the sequence's end.
 _SECOND_BYTE = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}
 
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
 # parser states
 _S_HEADER = 0
 _S_PAYLOAD = 1
@@ -462,8 +468,15 @@ class WebSocketConnection:
     then write :meth:`data_to_send`. Build outgoing frames with ``send_*``.
     """
 
+    # Slots and lazily made parts: a connection is mostly idle, and an idle one should cost a few
+    # hundred bytes (the zlib contexts, ~300 KiB together, exist only while compressing).
+    __slots__ = ("limits", "deflate", "state", "_buf", "_pos", "_pstate", "_out", "_events", "_eof",
+                 "_fin", "_opcode", "_mask", "_remaining", "_frame_off", "_msg_op",
+                 "_msg_compressed", "_msg_size", "_msg_wire", "_parts", "_utf8", "_inflater",
+                 "_deflater", "close_code", "close_reason", "close_sent")
+
     def __init__(self, deflate: DeflateParams | None = None, limits: WsLimits | None = None) -> None:
-        self.limits = limits or WsLimits()
+        self.limits = limits or _DEFAULT_LIMITS
         self.deflate = deflate
         self.state = ConnectionState.OPEN
         self._buf = bytearray()
@@ -478,16 +491,15 @@ class WebSocketConnection:
         self._mask = b""
         self._remaining = 0
         self._frame_off = 0
-        # current data message
+        # current data message: its pieces (str for text, bytes for binary) while it arrives
         self._msg_op: int | None = None
         self._msg_compressed = False
         self._msg_size = 0  # decompressed bytes so far
         self._msg_wire = 0  # bytes on the wire so far (compressed or not)
-        self._parts: list[bytes] = []
-        self._text_parts: list[str] = []
-        self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
-        self._inflater = None
-        self._deflater = None
+        self._parts: list[Any] = []
+        self._utf8: codecs.IncrementalDecoder | None = None  # only while a text message arrives
+        self._inflater: Any = None
+        self._deflater: Any = None
         self.close_code: int | None = None
         self.close_reason = ""
         self.close_sent = False
@@ -635,8 +647,8 @@ class WebSocketConnection:
         self._msg_size = 0
         self._msg_wire = 0
         self._parts = []
-        self._text_parts = []
-        self._utf8.reset()
+        if opcode == OP_TEXT:
+            self._utf8 = _utf8_decoder()
         if compressed:
             d = self.deflate
             assert d is not None
@@ -715,17 +727,19 @@ class WebSocketConnection:
 
     def _deliver(self, piece: bytes) -> None:
         if self._msg_op == OP_TEXT:
+            dec = self._utf8
+            assert dec is not None
             try:
-                text = self._utf8.decode(piece, False)
+                text = dec.decode(piece, False)
             except UnicodeDecodeError:
                 raise WebSocketError(CloseCode.INVALID_DATA, "invalid UTF-8 in text message") from None
-            pending = self._utf8.getstate()[0]
+            pending = dec.getstate()[0]
             if len(pending) >= 2:
                 rng = _SECOND_BYTE.get(pending[0])
                 if rng is not None and not (rng[0] <= pending[1] <= rng[1]):
                     raise WebSocketError(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
             if text:
-                self._text_parts.append(text)
+                self._parts.append(text)
         else:
             self._parts.append(piece)
 
@@ -735,19 +749,21 @@ class WebSocketConnection:
             if self.deflate is not None and self.deflate.client_no_context_takeover:
                 self._inflater = None
         if self._msg_op == OP_TEXT:
+            dec = self._utf8
+            assert dec is not None
             try:
-                tail = self._utf8.decode(b"", True)
+                tail = dec.decode(b"", True)
             except UnicodeDecodeError:
                 raise WebSocketError(CloseCode.INVALID_DATA, "truncated UTF-8 in text message") from None
             if tail:
-                self._text_parts.append(tail)
-            ev: Event = TextMessage("".join(self._text_parts))
+                self._parts.append(tail)
+            ev: Event = TextMessage("".join(self._parts))
+            self._utf8 = None  # made again by the next text message: idle sockets hold none
         else:
             ev = BinaryMessage(b"".join(self._parts))
         self._msg_op = None
         self._msg_compressed = False
         self._parts = []
-        self._text_parts = []
         self._msg_size = self._msg_wire = 0
         self._events.append(ev)
 
@@ -797,10 +813,13 @@ class WebSocketConnection:
         self._check_open()
         d = self.deflate
         if d is not None and d.compress and len(payload) >= d.min_compress_size:
-            if self._deflater is None or d.server_no_context_takeover:
-                self._deflater = zlib.compressobj(d.compress_level, zlib.DEFLATED,
-                                                  -d.server_max_window_bits)
             c = self._deflater
+            if c is None:
+                c = zlib.compressobj(d.compress_level, zlib.DEFLATED, -d.server_max_window_bits)
+                # Without context takeover the compressor is dropped after each message: an
+                # idle connection then holds no zlib state (~260 KiB at the default window).
+                if not d.server_no_context_takeover:
+                    self._deflater = c
             data = c.compress(payload) + c.flush(zlib.Z_SYNC_FLUSH)
             if data.endswith(_SYNC_TAIL):  # RFC 7692 §7.2.1: remove the tail
                 data = data[:-4]

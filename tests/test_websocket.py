@@ -696,3 +696,18 @@ def test_13_empty_compressed_message_bytes():
 def test_13_window_8_sends_uncompressed():
     conn = WebSocketConnection(DeflateParams(server_max_window_bits=8, compress=False))
     assert conn.send_text("hi") == b"\x81\x02hi"
+
+
+def test_idle_connection_holds_no_zlib_or_decoder_state():
+    """Memory per idle socket: zlib contexts and the UTF-8 decoder exist only while needed."""
+    conn = WebSocketConnection(DeflateParams(server_no_context_takeover=True,
+                                             client_no_context_takeover=True))
+    assert not hasattr(conn, "__dict__")
+    [p] = client_deflate([b"hello hello hello"], takeover=False)
+    conn.receive_data(cf(1, p, rsv1=True))
+    assert list(conn.events()) == [TextMessage("hello hello hello")]
+    conn.send_text("hello back, hello back")
+    assert conn._inflater is None and conn._deflater is None and conn._utf8 is None
+    keep = WebSocketConnection(DeflateParams())  # context takeover: the compressor must stay
+    keep.send_text("x" * 10)
+    assert keep._deflater is not None

@@ -86,8 +86,14 @@ class Client:
     """A minimal RFC 6455 client over a blocking socket."""
 
     def __init__(self, port: int, extensions: str | None = None, path: str = "/",
-                 extra: str = "") -> None:
-        self.sock = socket.create_connection((HOST, port), timeout=T)
+                 extra: str = "", rcvbuf: int | None = None) -> None:
+        if rcvbuf is None:
+            self.sock = socket.create_connection((HOST, port), timeout=T)
+        else:  # a fixed receive buffer (set before connecting, so the window stays small)
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(T)
+            self.sock.connect((HOST, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.key = base64.b64encode(os.urandom(16)).decode()
         req = (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
@@ -358,3 +364,143 @@ def test_handler_exception_closes_1011():
             lt.call(server.shutdown(0.5), 10)
         finally:
             lt.stop()
+
+
+# -- the session's queue, timers and per-connection footprint ------------------------------------
+
+
+class _Probe:
+    """A handler that records its session and waits for the test's instructions."""
+
+    def __init__(self) -> None:
+        self.sessions: list[Any] = []
+        self.drained = 0
+
+    async def __call__(self, session: Any) -> None:
+        self.sessions.append(session)
+        session.on_drain = self._on_drain
+        while await session.recv() is not None:
+            pass
+
+    def _on_drain(self) -> None:
+        self.drained += 1
+
+
+def _probe_server(**options: Any) -> tuple[LoopThread, HttpServer, _Probe, int]:
+    probe = _Probe()
+
+    async def http_handler(req: Any) -> Any:
+        return websocket_response(req, probe, **options)
+
+    lt = LoopThread()
+    server = HttpServer(http_handler, ws_echo.render_error)
+    _, port = lt.call(server.start(HOST, 0))
+    return lt, server, probe, port
+
+
+def _stop(lt: LoopThread, server: HttpServer) -> None:
+    try:
+        lt.call(server.shutdown(0.5), 10)
+    finally:
+        lt.stop()
+
+
+def _wait(pred: Any, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_post_queues_beyond_the_transport_and_counts_per_tag():
+    lt, server, probe, port = _probe_server()
+    try:
+        c = Client(port, rcvbuf=16384)
+        _wait(lambda: probe.sessions)
+        s = probe.sessions[0]
+        payload = "z" * 4000
+
+        async def flood() -> tuple[int, int]:
+            for i in range(2000):  # ~8 MB: more than the kernel and the transport hold
+                assert s.post(f"{i:05d}{payload}", "a" if i % 2 else "b")
+            return s.queued("a"), s.queued("b")
+        qa, qb = lt.call(flood())
+        assert qa > 0 and qb > 0 and abs(qa - qb) <= 1  # waiting frames are counted per tag
+        assert lt.call(_async(lambda: s.queued("nobody"))) == 0
+        for i in range(2000):  # every frame, in order, once the client reads
+            op, data = c.recv_message()
+            assert op == 1 and data[:5] == f"{i:05d}".encode()
+        assert lt.call(_async(lambda: (s.queued("a"), s.queued("b")))) == (0, 0)
+        assert probe.drained > 0
+        c.close()
+    finally:
+        _stop(lt, server)
+
+
+async def _async(fn: Any) -> Any:
+    return fn()
+
+
+def test_close_waits_behind_queued_frames_then_times_out_without_answer():
+    lt, server, probe, port = _probe_server(close_timeout=0.3)
+    try:
+        c = Client(port)
+        _wait(lambda: probe.sessions)
+        s = probe.sessions[0]
+
+        async def post_and_close() -> None:
+            s.post("one")
+            s.post("two")
+            s.start_close(1000, "bye")
+        lt.call(post_and_close())
+        assert c.recv_message() == (1, b"one")
+        assert c.recv_message() == (1, b"two")
+        _, _, op, payload = c.recv_frame()
+        assert op == 8 and payload == (1000).to_bytes(2, "big") + b"bye"
+        t0 = time.monotonic()
+        assert c.at_eof()  # we never answer: the server drops TCP after close_timeout
+        assert time.monotonic() - t0 < 2.0
+        assert lt.call(_async(lambda: s.post("late"))) is False
+        c.close()
+    finally:
+        _stop(lt, server)
+
+
+def test_peer_that_reads_nothing_is_dropped_after_write_timeout():
+    lt, server, probe, port = _probe_server(write_timeout=0.3, ping_interval=None)
+    try:
+        c = Client(port, rcvbuf=8192)
+        _wait(lambda: probe.sessions)
+        s = probe.sessions[0]
+
+        async def flood() -> None:
+            for _ in range(3000):
+                s.post("y" * 4000)
+        lt.call(flood())
+        _wait(lambda: s.closed, 5.0)
+        assert s.close_code == 1006
+        c.close()
+    finally:
+        _stop(lt, server)
+
+
+def test_one_task_per_connection_and_one_timer_task_per_loop():
+    lt, server, probe, port = _probe_server()
+    try:
+        before = lt.call(_async(lambda: len(asyncio.all_tasks())))
+        clients = [Client(port) for _ in range(10)]
+        _wait(lambda: len(probe.sessions) == 10)
+        for c in clients:  # pings are answered by the protocol, not by a task
+            c.send_frame(9, b"p")
+            assert c.recv_frame() == (True, False, 10, b"p")
+        after = lt.call(_async(lambda: len(asyncio.all_tasks())))
+        # The caller's task is counted both times; each socket adds its connection task; the
+        # keep-alive sweeper is one task for all of them.
+        assert after - before == 10 + 1
+        for c in clients:
+            c.send_frame(8, (1000).to_bytes(2, "big"))
+            c.recv_frame()
+            c.close()
+        _wait(lambda: lt.call(_async(lambda: len(asyncio.all_tasks()))) == before)
+    finally:
+        _stop(lt, server)
