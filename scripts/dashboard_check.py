@@ -656,6 +656,9 @@ def emit_flow(s: Session, r: Report, url: str) -> None:
         s.set_value("#emit-data", json.dumps({"order": "ord_live", "customer": "zoe", "items": 2}))
         s.click("#emit-submit")
         s.wait_selector("[data-role=emitted-run]", PAGE_TIMEOUT_S)
+        # The live tail (/ws, "events:>") shows the event without a reload.
+        s.cdp.wait("[...document.querySelectorAll('[data-role=tail] .tail-item')]"
+                   ".some(e => e.textContent.includes('ord_live'))", 5, "the event in the live tail")
         s.shot("emit-done")
         s.click("[data-role=emitted-run]")
         s.cdp.page = "emitted run"

@@ -93,6 +93,8 @@ export function qs(params) {
  * One shared /ws connection (websocket.md §2) for every live view. `subscribe(pattern, onItem)`
  * returns an unsubscribe function; subscriptions are re-sent after a reconnect.
  */
+const LINGER_MS = 5000;
+
 class Live {
   constructor() {
     this.ws = null;
@@ -117,12 +119,17 @@ class Live {
     if (sub && sub.serverId && this.ws && this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(JSON.stringify({ type: "unsubscribe", subscriptionId: sub.serverId }));
     }
-    if (this.subs.size === 0 && this.ws) {
-      const ws = this.ws;
-      this.ws = null;
-      ws.close(1000);
-      this.setOnline(false);
-    }
+    // Keep an idle socket a little while: the next page usually subscribes again at once.
+    clearTimeout(this.linger);
+    if (this.subs.size === 0 && this.ws) this.linger = setTimeout(() => this.closeIdle(), LINGER_MS);
+  }
+
+  closeIdle() {
+    if (this.subs.size || !this.ws) return;
+    const ws = this.ws;
+    this.ws = null;
+    ws.close(1000);
+    this.setOnline(false);
   }
 
   send(id) {
