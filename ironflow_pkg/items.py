@@ -8,6 +8,7 @@ after their write committed, in commit order.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,12 @@ class Pattern:
 def parse_pattern(text: Any) -> Pattern:
     if not isinstance(text, str) or not text:
         raise ApiError("invalid_argument", "pattern: required")
+    return _parse_pattern(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_pattern(text: str) -> Pattern:
+    # Cached: many subscribers share a few patterns, and a Pattern is immutable.
     if text.startswith("system."):
         tokens = text.split(".")
         if "" in tokens or any(t == ">" for t in tokens[:-1]):
@@ -112,7 +119,15 @@ def filter_vars(item: Item) -> dict[str, Any]:
 
 
 class Subscription:
-    """One live subscription: a matcher plus a delivery callback (the transport's queue)."""
+    """One live subscription: a matcher plus a delivery callback (the transport's queue).
+
+    ``cursor`` is the sequence of the last item delivered. A paused subscription (the ``block``
+    backpressure mode, websocket.md §2.6) takes no live items; :meth:`ItemHub.resume` later
+    delivers what it missed from the journal, starting after the cursor.
+    """
+
+    __slots__ = ("id", "env", "pattern", "namespace", "filter", "deliver", "cursor", "held",
+                 "paused", "stopped")
 
     def __init__(self, sid: str, env: str, pattern: Pattern, namespace: str,
                  filter_expr: Expression | None, deliver: Callable[[Item], None]) -> None:
@@ -121,8 +136,11 @@ class Subscription:
         self.deliver = deliver
         #: Items with a sequence at or below this were already delivered (replay seam).
         self.cursor = 0
-        #: While a replay is read, live items wait here.
+        #: While stored items are read (replay, resume), live items wait here.
         self.held: list[Item] | None = None
+        #: Set by the consumer (``block`` mode): live items are skipped, the journal keeps them.
+        self.paused = False
+        self.stopped = False
 
     def wants(self, item: Item) -> bool:
         return (item.env_id == self.env and item.namespace == self.namespace
@@ -130,13 +148,23 @@ class Subscription:
                 and (self.filter is None or self.filter.test(filter_vars(item))))
 
     def offer(self, item: Item) -> None:
-        if item.seq <= self.cursor or not self.wants(item):
+        if self.paused or item.seq <= self.cursor or not self.wants(item):
             return
         if self.held is not None:
             self.held.append(item)
             return
         self.cursor = item.seq
         self.deliver(item)
+
+
+_SOURCES = {
+    "events": ("events", "name", "metadata, source", "namespace"),
+    "topic": ("topic_messages", "topic", "NULL AS metadata, 'api' AS source", "namespace"),
+    "system": ("system_events", "subject", "NULL AS metadata, 'system' AS source",
+               "'default' AS namespace"),
+}
+#: Rows read per journal query while replaying or catching up.
+PAGE_ROWS = 500
 
 
 class ItemHub:
@@ -156,66 +184,132 @@ class ItemHub:
         match after sequence ``after``, then live items with no gap and no duplicate."""
         self.subs.setdefault(sub.env, set()).add(sub)
         if not replay and after is None:
-            sub.cursor = await self._head()
+            head = await self._head()
+            sub.cursor = max(sub.cursor, head)
+            return
+        if after is not None:
+            sub.cursor = max(sub.cursor, after)
+            await self._catch_up(sub)
             return
         sub.held = []
         try:
-            items = await self.history(sub, replay, after)
-            for it in items:
-                sub.cursor = it.seq
-                sub.deliver(it)
+            for it in await self.history(sub, replay, None):
+                if sub.paused or sub.stopped:
+                    break  # the rest is read again from the cursor on resume
+                if it.seq > sub.cursor:
+                    sub.cursor = it.seq
+                    sub.deliver(it)
         finally:
             held, sub.held = sub.held or [], None
         for it in held:
             sub.offer(it)
 
     def stop(self, sub: Subscription) -> None:
+        sub.stopped = True
         subs = self.subs.get(sub.env)
         if subs is not None:
             subs.discard(sub)
+
+    @staticmethod
+    def pause(sub: Subscription) -> None:
+        """Stop delivering live items to ``sub`` (websocket.md §2.6 ``block``); the cursor stays
+        at the last delivered item, so :meth:`resume` loses nothing."""
+        sub.paused = True
+
+    async def resume(self, sub: Subscription) -> None:
+        """Deliver every stored match after ``sub.cursor``, then go live again: no gap (the
+        journal has every item the pause skipped) and no duplicate (live items that arrive
+        during the catch-up are held and filtered by sequence). If the consumer pauses again
+        meanwhile, this returns early and a later call continues from the new cursor."""
+        if not sub.paused or sub.held is not None or sub.stopped:
+            return
+        sub.paused = False
+        await self._catch_up(sub)
+
+    async def _catch_up(self, sub: Subscription) -> None:
+        sub.held = []
+        done = False
+        try:
+            scan = sub.cursor
+            while not sub.paused and not sub.stopped:
+                items, last, full = await self._page(sub, scan)
+                for it in items:
+                    if it.seq > sub.cursor:
+                        sub.cursor = it.seq
+                        sub.deliver(it)
+                        if sub.paused:
+                            break
+                if not full:
+                    break  # caught up: everything committed later arrives live (held)
+                scan = last
+            done = True
+        finally:
+            held, sub.held = sub.held or [], None
+            if not done:
+                sub.paused = True  # interrupted: live items must not jump the gap
+        for it in held:
+            sub.offer(it)  # skips what the catch-up delivered, and everything once paused again
 
     async def _head(self) -> int:
         return await self.journal.read(lambda c: c.execute(
             "SELECT seq FROM item_counter WHERE id = 1").fetchone()[0])
 
+    def _rows_sql(self, sub: Subscription, where: str, order: str) -> str:
+        table, name_col, extra, ns = _SOURCES[sub.pattern.kind]
+        ns_where = "namespace = ?" if ns == "namespace" else "'default' = ?"
+        return (f"SELECT seq, id, {name_col} AS name, data, {extra}, created_at, {ns} FROM "
+                f"{table} WHERE env_id = ? AND {ns_where}{where} ORDER BY seq {order} "
+                f"LIMIT {PAGE_ROWS}")
+
+    def _items(self, sub: Subscription, rows: list[Any]) -> list[Item]:
+        out = []
+        for r in rows:
+            it = Item(r["seq"], sub.env, r["namespace"], sub.pattern.kind, r["name"], r["id"],
+                      loads(r["data"]), loads(r["metadata"]), r["source"], r["created_at"])
+            if sub.wants(it):
+                out.append(it)
+        return out
+
+    async def _page(self, sub: Subscription, after: int) -> tuple[list[Item], int, bool]:
+        """Stored matches with sequence > ``after``, oldest first, from one page of rows; the
+        last row's sequence; whether the page was full (more rows may follow)."""
+        if sub.pattern.kind == "entity":
+            return [], after, False  # entity streams do not exist yet: nothing stored can match
+        sql = self._rows_sql(sub, " AND seq > ?", "ASC")
+        args = (sub.env, sub.namespace, after)
+        rows = await self.journal.read(lambda c: c.execute(sql, args).fetchall())
+        if not rows:
+            return [], after, False
+        return self._items(sub, rows), rows[-1]["seq"], len(rows) >= PAGE_ROWS
+
     async def history(self, sub: Subscription, replay: int, after: int | None) -> list[Item]:
+        """The last ``replay`` stored matches (oldest first), or with ``after`` every stored
+        match after that sequence (at most ``MAX_REPLAY * 10``; subscriptions page instead)."""
         if sub.pattern.kind == "entity":
             return []  # entity streams do not exist yet: nothing stored can match
-        table, name_col, extra, ns = {
-            "events": ("events", "name", "metadata, source", "namespace"),
-            "topic": ("topic_messages", "topic", "NULL AS metadata, 'api' AS source", "namespace"),
-            "system": ("system_events", "subject", "NULL AS metadata, 'system' AS source",
-                       "'default' AS namespace"),
-        }[sub.pattern.kind]
+        if after is not None:
+            out: list[Item] = []
+            scan = after
+            while len(out) < MAX_REPLAY * 10:
+                items, scan, full = await self._page(sub, scan)
+                out.extend(items)
+                if not full:
+                    break
+            return out
         # Scan newest first in pages and match in Python (patterns are token-based).
-        out: list[Item] = []
+        out = []
         cursor = None
         while True:
-            where = "env_id = ? AND " + ("namespace = ?" if ns == "namespace" else "'default' = ?")
-            args: list[Any] = [sub.env, sub.namespace]
-            if after is not None:
-                where += " AND seq > ?"
-                args.append(after)
-            if cursor is not None:
-                where += " AND seq < ?" if after is None else " AND seq > ?"
-                args.append(cursor)
-            order = "DESC" if after is None else "ASC"
-            rows = await self.journal.read(lambda c, w=where, a=tuple(args), o=order: c.execute(
-                f"SELECT seq, id, {name_col} AS name, data, {extra}, created_at, {ns} FROM "
-                f"{table} WHERE {w} ORDER BY seq {o} LIMIT 500", a).fetchall())
+            where = "" if cursor is None else " AND seq < ?"
+            args = (sub.env, sub.namespace) if cursor is None else (sub.env, sub.namespace, cursor)
+            sql = self._rows_sql(sub, where, "DESC")
+            rows = await self.journal.read(lambda c, q=sql, a=args: c.execute(q, a).fetchall())
             if not rows:
                 break
-            for r in rows:
-                it = Item(r["seq"], sub.env, r["namespace"], sub.pattern.kind, r["name"], r["id"],
-                          loads(r["data"]), loads(r["metadata"]), r["source"], r["created_at"])
-                if sub.wants(it):
-                    out.append(it)
+            out.extend(self._items(sub, rows))
             cursor = rows[-1]["seq"]
-            if after is None and len(out) >= (replay or 0):
+            if len(out) >= (replay or 0):
                 break
-            if after is not None and len(out) >= MAX_REPLAY * 10:
-                break  # a resume this far behind is capped; the client can page with the cursor
-        if after is None:
-            out = out[:min(replay, MAX_REPLAY)]
-            out.reverse()
+        out = out[:min(replay, MAX_REPLAY)]
+        out.reverse()
         return out

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .api_engine import emitted_by, env_of
@@ -18,19 +20,22 @@ from .engine import Engine, new_id
 from .errors import ApiError
 from .items import Item, ItemHub, Subscription, compile_filter, parse_pattern
 from .journal import Journal
+from .jsonutil import dumps
 from .server import HttpRequest, Response
 from .topics import publish, validate_topic
 from .ws_asyncio import WebSocketSession, websocket_response
 
-#: websocket.md §2.6: frames queued for one subscription before the backpressure mode applies,
-#: and the hard cap of the ``buffer`` mode (then the connection is closed as a slow consumer).
+log = logging.getLogger("ironflow.pubsub")
+
+#: websocket.md §2.6: frames queued for one subscription before the backpressure mode applies
+#: (``drop`` discards, ``block`` pauses the subscription), the level below which a blocked
+#: subscription resumes from its cursor, and the hard cap of the ``buffer`` mode (then the
+#: connection is closed as a slow consumer).
 SOFT_LIMIT = 1000
+RESUME_BELOW = 500
 HARD_LIMIT = 10000
+#: websocket.md §1.2: the client's message limit; a larger event frame carries a stub instead.
 MAX_WS_MESSAGE = 1024 * 1024
-
-
-class SlowConsumer(Exception):
-    pass
 
 
 def _opt(opts: dict[str, Any], *names: str) -> Any:
@@ -83,6 +88,11 @@ class PubSub:
         rpc.add_stream("PubSubService", "JoinConsumerGroup", self.JoinConsumerGroup)
         app.router.add("GET", "/ws", self.ws)
         app.features.add("pubsub")
+        #: websocket.md §2.6: frames discarded by ``drop`` subscriptions ("count them in metrics").
+        self.dropped = app.metrics_registry.counter(
+            "ironflow_subscription_frames_dropped_total",
+            "Items not delivered to a drop-mode subscription whose queue was full, by transport.",
+            ("transport",))
 
     # -- unary ---------------------------------------------------------------------------------
 
@@ -207,31 +217,27 @@ class PubSub:
             async for ev in self._member_stream(req, g, ""):
                 yield ev
             return
-        queue: asyncio.Queue[Item] = asyncio.Queue()
-        overflow = False
-
-        def deliver(item: Item) -> None:
-            nonlocal overflow
-            if queue.qsize() >= HARD_LIMIT:
-                overflow = True
-                return
-            queue.put_nowait(item)
-        sub, replay, after = subscription_from(env_of(req), m.get("pattern"), opts, deliver)
+        mode = _backpressure(opts)
+        queue = _StreamQueue(self.hub, mode, self.dropped.labels("connect").inc)
+        sub, replay, after = subscription_from(env_of(req), m.get("pattern"), opts, queue)
+        queue.sub = sub
         include = bool(_opt(opts, "include_metadata"))
         gone = req.disconnected()
         try:
             await self.hub.start(sub, replay, after)
             while True:
-                if overflow:
-                    raise ApiError("resource_exhausted", "slow consumer")
-                get = asyncio.ensure_future(queue.get())
-                stop = asyncio.ensure_future(gone.wait())
-                done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
-                if get not in done:
-                    get.cancel()
-                    return  # the client went away: release the subscription
-                yield _subscription_event(sub.id, get.result(), include)
+                if queue.ready():
+                    item = await queue.get()
+                else:
+                    get = asyncio.ensure_future(queue.get())
+                    stop = asyncio.ensure_future(gone.wait())
+                    done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    stop.cancel()
+                    if get not in done:
+                        get.cancel()
+                        return  # the client went away: release the subscription
+                    item = get.result()
+                yield _subscription_event(sub.id, item, include)
         finally:
             self.hub.stop(sub)
 
@@ -254,11 +260,9 @@ class PubSub:
     async def ws(self, req: HttpRequest, p: dict[str, str]) -> Response:
         if req.head.upgrade is None or req.head.upgrade.lower() != "websocket":
             raise ApiError("invalid_argument", "websocket upgrade required")
-        env = env_of(req)
-
-        async def handler(session: WebSocketSession) -> None:
-            await _WsConnection(self, env, session).run()
-        return websocket_response(req, handler, deflate=None, ping_interval=30.0, ping_timeout=30.0)
+        # websocket.md §1.1: no permessage-deflate; §1.2: ping every 30 s, drop after 30 s more.
+        return websocket_response(req, _WsHandler(self, env_of(req)), deflate=None,
+                                  ping_interval=30.0, ping_timeout=30.0)
 
 
 def _subscription_event(sid: str, item: Item, include: bool) -> dict[str, Any]:
@@ -274,42 +278,129 @@ def _subscription_event(sid: str, item: Item, include: bool) -> dict[str, Any]:
     return out
 
 
+class _StreamQueue:
+    """The items waiting for one Connect ``Subscribe`` stream, with the subscription's
+    backpressure mode (websocket.md §2.6, the same rules as ``/ws``): at :data:`SOFT_LIMIT`
+    queued items ``drop`` discards new ones and ``block`` pauses the subscription until the
+    stream has taken the queue below :data:`RESUME_BELOW`, then catches up from the journal;
+    ``buffer`` ends the stream (``resource_exhausted``) beyond :data:`HARD_LIMIT`.
+
+    It is the subscription's delivery callback (``__call__``)."""
+
+    __slots__ = ("hub", "sub", "mode", "items", "waiter", "overflow", "on_drop")
+
+    def __init__(self, hub: ItemHub, mode: str, on_drop: Callable[[], None]) -> None:
+        self.hub = hub
+        self.sub: Subscription | None = None
+        self.mode = mode
+        self.items: deque[Item] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.overflow = False
+        self.on_drop = on_drop
+
+    def __call__(self, item: Item) -> None:
+        n = len(self.items)
+        if n >= SOFT_LIMIT and self.mode == "drop":
+            self.on_drop()
+            return
+        if n >= HARD_LIMIT:  # "buffer" ("block" paused long before)
+            self.overflow = True
+        else:
+            self.items.append(item)
+            if self.mode == "block" and n + 1 >= SOFT_LIMIT and self.sub is not None:
+                self.hub.pause(self.sub)
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def ready(self) -> bool:
+        return bool(self.items) or self.overflow
+
+    async def get(self) -> Item:
+        """The next item (waits for one). ``resource_exhausted`` once ``buffer`` overflowed."""
+        while True:
+            if self.overflow:
+                raise ApiError("resource_exhausted", "slow consumer")
+            if self.items:
+                item = self.items.popleft()
+                sub = self.sub
+                if sub is not None and sub.paused and len(self.items) < RESUME_BELOW:
+                    await self.hub.resume(sub)  # appends what the pause skipped, in order
+                return item
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+
+class _WsHandler:
+    """The ``/ws`` upgrade's handler: runs a :class:`_WsConnection` (no closure per socket)."""
+
+    __slots__ = ("pubsub", "env")
+
+    def __init__(self, pubsub: PubSub, env: str) -> None:
+        self.pubsub = pubsub
+        self.env = env
+
+    def __call__(self, session: WebSocketSession) -> Awaitable[None]:
+        return _WsConnection(self.pubsub, self.env, session).run()
+
+
+class _WsSub:
+    """One plain ``/ws`` subscription: the hub's delivery callback (``__call__``), its frame
+    options and its backpressure mode."""
+
+    __slots__ = ("ws", "sub", "include", "mode", "resuming")
+
+    def __init__(self, ws: _WsConnection, include: bool, mode: str) -> None:
+        self.ws = ws
+        self.sub: Subscription | None = None
+        self.include = include
+        self.mode = mode
+        #: The task catching a blocked subscription up, while it runs.
+        self.resuming: asyncio.Future[None] | None = None
+
+    def __call__(self, item: Item) -> None:
+        self.ws._deliver(self, item)
+
+
 class _WsConnection:
-    """One ``/ws`` socket: its subscriptions and its outbound queue with backpressure."""
+    """One ``/ws`` socket: its subscriptions, consumer-group memberships and backpressure.
+
+    Event frames are posted to the session without waiting; frames the socket cannot take yet
+    wait in the session's backlog, counted per subscription (the §2.6 queue)."""
+
+    __slots__ = ("pubsub", "hub", "env", "session", "subs", "members", "slow")
 
     def __init__(self, pubsub: PubSub, env: str, session: WebSocketSession) -> None:
         self.pubsub, self.hub, self.env, self.session = pubsub, pubsub.hub, env, session
-        self.subs: dict[str, tuple[Subscription, bool, str]] = {}
+        self.subs: dict[str, _WsSub] | None = None
         #: consumer-group memberships of this socket: member id -> (group, member)
-        self.members: dict[str, tuple[Group, Member]] = {}
-        self.pending: dict[str, int] = {}
-        self.out: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.members: dict[str, tuple[Group, Member]] | None = None
         self.slow = False
 
     async def run(self) -> None:
-        sender = asyncio.ensure_future(self._send_loop())
+        session = self.session
+        session.on_drain = self._drained
         try:
             while not self.slow:
-                msg = await self.session.recv()
+                msg = await session.recv()
                 if msg is None:
                     return
                 await self._handle(msg)
+                del msg  # not kept while the socket idles
         finally:
-            sender.cancel()
-            for sub, _, _ in self.subs.values():
-                self.hub.stop(sub)
-            for g, member in self.members.values():
+            session.on_drain = None
+            for entry in (self.subs or {}).values():
+                self.hub.stop(entry.sub)  # type: ignore[arg-type]
+                if entry.resuming is not None:
+                    entry.resuming.cancel()
+            for g, member in (self.members or {}).values():
                 self.pubsub.groups.leave(g, member)
 
-    async def _send_loop(self) -> None:
-        while True:
-            sid, text = await self.out.get()
-            if sid:
-                self.pending[sid] = self.pending.get(sid, 1) - 1
-            await self.session.send(text)
-
-    def _frame(self, obj: dict[str, Any], sid: str = "") -> None:
-        self.out.put_nowait((sid, json.dumps(obj, separators=(",", ":"), ensure_ascii=False)))
+    def _frame(self, obj: dict[str, Any]) -> None:
+        self.session.post(dumps(obj))
 
     async def _handle(self, msg: str | bytes) -> None:
         if isinstance(msg, bytes):
@@ -332,9 +423,9 @@ class _WsConnection:
                 if start is not None:
                     await self.hub.start(*start)
         elif kind == "unsubscribe":
-            found = self.subs.pop(str(m.get("subscriptionId") or ""), None)
+            found = (self.subs or {}).pop(str(m.get("subscriptionId") or ""), None)
             if found is not None:
-                self.hub.stop(found[0])
+                self.hub.stop(found.sub)  # type: ignore[arg-type]
         elif kind == "ack":
             self._ack(m)
         else:
@@ -347,7 +438,7 @@ class _WsConnection:
             self._frame({"type": "error", "code": "invalid_argument", "message": "ackType: ack, nak or term"})
             return
         eid = str(m.get("eventId") or "")
-        for mid, (g, member) in self.members.items():
+        for mid, (g, member) in (self.members or {}).items():
             if eid in g.inflight and g.inflight[eid].member_id == mid:
                 delay = m.get("redeliverDelay")
                 self.pubsub.groups.ack(g, mid, eid, kind, delay if isinstance(delay, int) else 0)
@@ -356,61 +447,108 @@ class _WsConnection:
     async def _subscribe(self, spec: Any) -> tuple[dict[str, Any], tuple[Subscription, int, int | None] | None]:
         pattern = spec.get("pattern") if isinstance(spec, dict) else None
         opts = spec.get("options") if isinstance(spec, dict) and isinstance(spec.get("options"), dict) else {}
+        include = bool(_opt(opts, "include_metadata", "includeMetadata"))
         if _opt(opts, "consumer_group", "consumerGroup"):
             try:
                 parse_pattern(pattern)
                 g = await self.pubsub._group_for(self.env, pattern, opts)
             except ApiError as e:
                 return {"pattern": pattern, "status": "error", "code": e.code, "message": e.message}, None
-            include = bool(_opt(opts, "include_metadata", "includeMetadata"))
             holder: list[Member] = []
 
             def deliver_group(item: Item | None, attempt: int) -> None:
+                mid = holder[0].id
                 if item is None:
-                    self._frame({"type": "subscription_error", "subscriptionId": holder[0].id,
+                    self._frame({"type": "subscription_error", "subscriptionId": mid,
                                  "code": "not_found", "message": "consumer group deleted",
                                  "retrying": False})
                     return
-                self._send_item(holder[0].id, item, include)
+                self.session.post(_event_text(mid, item, include), mid)
             member = self.pubsub.groups.join(g, "", deliver_group)
             holder.append(member)
+            if self.members is None:
+                self.members = {}
             self.members[member.id] = (g, member)
             return {"pattern": pattern, "status": "ok", "subscriptionId": member.id}, None
-        subs_holder: list[Subscription] = []
-
-        def deliver(item: Item) -> None:
-            self._deliver(subs_holder[0], item)
+        entry = _WsSub(self, include, _backpressure(opts))
         try:
-            sub, replay, after = subscription_from(self.env, pattern, opts, deliver)
+            sub, replay, after = subscription_from(self.env, pattern, opts, entry)
         except ApiError as e:
             return {"pattern": pattern, "status": "error", "code": e.code, "message": e.message}, None
-        subs_holder.append(sub)
-        self.subs[sub.id] = (sub, bool(_opt(opts, "include_metadata", "includeMetadata")),
-                             _backpressure(opts))
+        entry.sub = sub
+        if self.subs is None:
+            self.subs = {}
+        self.subs[sub.id] = entry
         return {"pattern": pattern, "status": "ok", "subscriptionId": sub.id}, (sub, replay, after)
 
-    def _deliver(self, sub: Subscription, item: Item) -> None:
-        entry = self.subs.get(sub.id)
-        if entry is None:
+    def _deliver(self, entry: _WsSub, item: Item) -> None:
+        """websocket.md §2.6, for one item of one subscription."""
+        if self.slow:
             return
-        _, include, mode = entry
-        n = self.pending.get(sub.id, 0)
-        if n >= SOFT_LIMIT and mode == "drop":
+        session = self.session
+        sub = entry.sub
+        assert sub is not None
+        sid = sub.id
+        n = session.queued(sid)
+        if n >= SOFT_LIMIT and entry.mode == "drop":
+            self.pubsub.dropped.labels("ws").inc()
             return
-        if n >= HARD_LIMIT:  # "buffer" (and "block", which this server treats as buffer)
+        if n >= HARD_LIMIT:  # "buffer" ("block" paused long before)
             self.slow = True
-            asyncio.ensure_future(self.session.close(1011, "slow consumer"))
+            session.start_close(1011, "slow consumer", discard=True)
             return
-        self.pending[sub.id] = n + 1
-        self._send_item(sub.id, item, include)
+        session.post(_event_text(sid, item, entry.include), sid)
+        if entry.mode == "block" and n + 1 >= SOFT_LIMIT:
+            # Take no further items; they stay in the journal and come back on resume.
+            self.hub.pause(sub)
 
-    def _send_item(self, sid: str, item: Item, include: bool) -> None:
-        frame: dict[str, Any] = {"type": "event", "subscriptionId": sid, "topic": item.name,
-                                 "data": item.data, "eventId": item.id}
+    def _drained(self) -> None:
+        """The session handed queued frames to the socket: resume blocked subscriptions whose
+        queue is below :data:`RESUME_BELOW`."""
+        if not self.subs:
+            return
+        for entry in self.subs.values():
+            sub = entry.sub
+            if sub is not None and sub.paused and entry.resuming is None \
+                    and self.session.queued(sub.id) < RESUME_BELOW:
+                entry.resuming = asyncio.ensure_future(self._resume(entry))
+
+    async def _resume(self, entry: _WsSub) -> None:
+        sub = entry.sub
+        assert sub is not None
+        try:
+            while sub.paused and not sub.stopped and sub.held is None and not self.session.closed \
+                    and self.session.queued(sub.id) < RESUME_BELOW:
+                await self.hub.resume(sub)
+        except Exception:  # a journal failure ends this subscription's delivery, not the socket
+            log.exception("resuming a blocked subscription failed")
+            self._frame({"type": "subscription_error", "subscriptionId": sub.id,
+                         "code": "unavailable", "message": "delivery stopped", "retrying": False})
+            self.hub.stop(sub)
+        finally:
+            entry.resuming = None
+
+
+#: The last event frame body made (item, include, text after the subscription id): one
+#: publish fans the same item out to every subscriber, so the JSON is encoded once per item.
+_last_tail: tuple[Item, bool, str] | None = None
+_FRAME_HEAD = '{"type":"event","subscriptionId":"'
+
+
+def _event_text(sid: str, item: Item, include: bool) -> str:
+    """The ``event`` frame of websocket.md §2.3 (ids are minted by the server: no escaping)."""
+    global _last_tail
+    cached = _last_tail
+    if cached is not None and cached[0] is item and cached[1] is include:
+        tail = cached[2]
+    else:
+        body: dict[str, Any] = {"topic": item.name, "data": item.data, "eventId": item.id}
         if include:
-            frame["meta"] = {"timestamp": item.timestamp, "sequence": item.seq}
-        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-        if len(text.encode()) > MAX_WS_MESSAGE:  # websocket.md §1.2 Decision
-            frame["data"] = {"$truncated": True, "size": len(json.dumps(item.data))}
-            text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-        self.out.put_nowait((sid, text))
+            body["meta"] = {"timestamp": item.timestamp, "sequence": item.seq}
+        tail = dumps(body)[1:]
+        room = MAX_WS_MESSAGE - len(_FRAME_HEAD) - len(sid) - 2
+        if len(tail) * 4 > room and len(tail.encode()) > room:  # websocket.md §1.2 Decision
+            body["data"] = {"$truncated": True, "size": len(json.dumps(item.data))}
+            tail = dumps(body)[1:]
+        _last_tail = (item, include, tail)
+    return _FRAME_HEAD + sid + '",' + tail
