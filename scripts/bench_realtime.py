@@ -18,16 +18,30 @@ root, ``LOG_LEVEL=warn``), waits for ``GET /health`` 200 and measures:
                 connections (the load generator of ``bench_http.py``, one request in flight per
                 connection, every connection on the same key) against raw sqlite3 commits in the
                 same run (WAL, synchronous=FULL, one row per commit, sequential, same duration).
-3. ``memory``   server RSS (VmRSS) before and after opening N idle subscribed ``/ws``
-                connections, (after - before)/N in KiB; goal <= 10 KiB. Measured on a fresh
+3. ``memory``   server RSS (VmRSS) before and after opening N idle ``/ws`` connections,
+                (after - before)/N in KiB; goal <= 10 KiB. "Idle" = upgraded and subscribed
+                to one pattern (``topic:bench.t``), nothing published. RSS is the process's
+                user-space memory; kernel socket buffers are not in it. Measured on a fresh
                 server after a small warm-up; a second round on the same server shows the
                 marginal cost of N more with the first N still open.
+4. ``heap``     the same idle ``/ws`` connections on an in-process copy of the app (a child
+                process with ``tracemalloc`` on): traced Python heap per connection, exact
+                and allocator-independent. Then the generic WebSocket layer (the
+                ``scripts/ws_echo.py`` handler) idle without and with permessage-deflate
+                negotiated, and with deflate after one message each way, where the zlib
+                contexts exist (context takeover keeps them; ``server_no_context_takeover``
+                drops the compressor after each message). ``/ws`` itself never negotiates
+                deflate (websocket.md §1.1).
 
 Loopback only, bounded by timeouts. Every process started here is stopped by its PID (SIGTERM,
 then SIGKILL) and the temp dir is removed, also on Ctrl-C and errors.
 
     python3 scripts/bench_realtime.py [--subscribers 1000] [--messages 200] [--seconds 3]
-        [--kv-connections 64] [--mem-connections 1000] [--only fanout,kv,memory]
+        [--kv-connections 64] [--mem-connections 1000] [--heap-connections 300]
+        [--only fanout,kv,memory,heap]
+
+A quick run: ``--subscribers 200 --messages 50 --seconds 1 --mem-connections 300
+--heap-connections 100``.
 """
 
 from __future__ import annotations
@@ -46,7 +60,9 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -294,6 +310,125 @@ def ws_client(port: int, n: int, messages: int, idle: bool, timeout: float) -> i
     return 0
 
 
+def _recv_frame(sock: socket.socket, buf: bytearray) -> tuple[int, bytes]:
+    """One server frame (blocking): (opcode, payload)."""
+    def need(n: int) -> bytes:
+        while len(buf) < n:
+            data = sock.recv(65536)
+            if not data:
+                raise EOFError("server closed")
+            buf.extend(data)
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+    b0, b1 = need(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(need(2), "big")
+    elif n == 127:
+        n = int.from_bytes(need(8), "big")
+    return b0 & 0x0F, need(n)
+
+
+def echo_client(port: int, n: int, deflate: bool, message: bool) -> int:
+    """Open ``n`` connections to the echo server (offering permessage-deflate with ``deflate``),
+    with ``message`` send one text message (compressed when negotiated) and read its echo, print
+    ``{"ready": n, "deflate": negotiated}``, then idle until stdin says anything."""
+    raise_nofile(n + 64)
+    text = json.dumps({"type": "event", "topic": "bench.t", "data": {"n": 1, "pad": "x" * 100}})
+    socks = []
+    negotiated = 0
+    for _ in range(n):
+        s = socket.create_connection((HOST, port), timeout=10.0)
+        key = base64.b64encode(os.urandom(16)).decode()
+        ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else ""
+        s.sendall((f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   f"Sec-WebSocket-Version: 13\r\n{ext}\r\n").encode())
+        buf = bytearray()
+        while b"\r\n\r\n" not in buf:
+            data = s.recv(65536)
+            if not data:
+                raise SystemExit("echo server closed during the handshake")
+            buf.extend(data)
+        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise SystemExit(f"handshake refused: {head[:200]!r}")
+        on = b"permessage-deflate" in head.lower()
+        negotiated += on
+        buf = bytearray(rest)
+        if message:
+            if on:
+                c = zlib.compressobj(6, zlib.DEFLATED, -15)
+                payload = c.compress(text.encode()) + c.flush(zlib.Z_SYNC_FLUSH)
+                s.sendall(_rsv1(ws_frame(payload[:-4], 1)))  # RSV1: compressed (RFC 7692)
+            else:
+                s.sendall(ws_frame(text.encode(), 1))
+            op, _ = _recv_frame(s, buf)
+            if op != 1:
+                raise SystemExit(f"unexpected echo opcode {op}")
+        socks.append(s)
+    _emit({"ready": n, "deflate": negotiated})
+    sys.stdin.readline()
+    for s in socks:
+        try:
+            s.sendall(ws_frame(struct.pack("!H", 1000), 8))
+        except OSError:
+            pass
+        s.close()
+    _emit({"closed": n})
+    return 0
+
+
+def _rsv1(frame: bytes) -> bytes:
+    return bytes((frame[0] | 0x40,)) + frame[1:]
+
+
+def heap_server(db_dir: str) -> int:
+    """The app in this process with tracemalloc on, plus two echo servers (deflate with and
+    without server_no_context_takeover); prints the ports, then answers ``snap`` lines on stdin
+    with the traced heap after a full collection."""
+    import asyncio
+    import gc
+    import tracemalloc
+    tracemalloc.start(1)
+    sys.path.insert(0, ROOT)
+    from ironflow_pkg.config import load_settings
+    from ironflow_pkg.server import HttpServer
+    from ironflow_pkg.websocket import DeflateOptions
+    from ironflow_pkg.wiring import build_app
+    import ws_echo  # scripts/ws_echo.py: the generic layer's echo handler
+
+    settings = load_settings({"host": HOST, "port": 0, "db_path": os.path.join(db_dir, "heap.db"),
+                              "dev": True}, environ={})
+    app = build_app(settings)
+    app.open()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def call(coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
+    _, port = call(app.start())
+    echo = HttpServer(ws_echo.make_handler(deflate=DeflateOptions()), ws_echo.render_error)
+    snct = HttpServer(ws_echo.make_handler(deflate=DeflateOptions(server_no_context_takeover=True)),
+                      ws_echo.render_error)
+    _, echo_port = call(echo.start(HOST, 0))
+    _, snct_port = call(snct.start(HOST, 0))
+    _emit({"ws": port, "echo": echo_port, "echo_snct": snct_port})
+    for line in sys.stdin:
+        if line.strip() != "snap":
+            break
+        gc.collect()
+        _emit({"traced": tracemalloc.get_traced_memory()[0]})
+    for srv in (echo, snct):
+        call(srv.shutdown(1.0))
+    call(app.stop())
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    return 0
+
+
 # -- KV load generator (child mode) ------------------------------------------------------------
 
 def kv_requests() -> tuple[bytes, bytes]:
@@ -517,6 +652,77 @@ class RealtimeBench(Bench):
             self.stop(proc)
         self.out["memory"] = rounds
 
+    # 4. Python heap (tracemalloc) per idle connection
+    def heap(self) -> None:
+        a = self.args
+        n = a.heap_connections
+        db_dir = os.path.join(self.tmp, "heap")
+        os.makedirs(db_dir, exist_ok=True)
+        srv = subprocess_spawn(self, [sys.executable, os.path.abspath(__file__), "--heap-server", db_dir])
+        rows = []
+        try:
+            ports = _read_line(srv, READY_TIMEOUT)
+            assert srv.stdin is not None
+
+            def traced() -> int:
+                srv.stdin.write("snap\n")
+                srv.stdin.flush()
+                return int(_read_line(srv, 60)["traced"])
+
+            def echo_proc(port: int, k: int, deflate: bool, message: bool) -> subprocess.Popen[Any]:
+                argv = [sys.executable, os.path.abspath(__file__), "--echo-client", str(port),
+                        "--subscribers", str(k)]
+                argv += ["--deflate"] if deflate else []
+                argv += ["--send-one"] if message else []
+                return subprocess_spawn(self, argv)
+
+            cases = [
+                ("/ws, subscribed to one pattern", lambda k: self.ws_proc(ports["ws"], k, 0, idle=True), n, None),
+                ("echo handler, no extension", lambda k: echo_proc(ports["echo"], k, False, False), n, 0),
+                ("echo, deflate negotiated, no message yet",
+                 lambda k: echo_proc(ports["echo"], k, True, False), n, 1),
+                ("echo, deflate, 1 message each way",
+                 lambda k: echo_proc(ports["echo"], k, True, True), min(n, 100), 1),
+                ("  same, server_no_context_takeover",
+                 lambda k: echo_proc(ports["echo_snct"], k, True, True), min(n, 100), 1),
+            ]
+            # Warm-up: code paths, caches and first-use allocations of both servers.
+            for _, make, _, _ in cases[:2] + cases[3:4]:
+                warm = make(10)
+                try:
+                    _read_line(warm, READY_TIMEOUT + 5)
+                    assert warm.stdin is not None
+                    warm.stdin.write("close\n")
+                    warm.stdin.flush()
+                    _read_line(warm, 15)
+                finally:
+                    self.stop(warm)
+            for label, make, k, want_deflate in cases:
+                time.sleep(0.5)
+                before = traced()
+                cli = make(k)
+                try:
+                    ready = _read_line(cli, READY_TIMEOUT + 5)
+                    if want_deflate is not None and bool(ready.get("deflate")) != bool(want_deflate):
+                        raise RuntimeError(f"{label}: deflate negotiated on {ready.get('deflate')} of {k}")
+                    time.sleep(0.5)
+                    after = traced()
+                    assert cli.stdin is not None
+                    cli.stdin.write("close\n")
+                    cli.stdin.flush()
+                    _read_line(cli, 30)
+                finally:
+                    self.stop(cli)
+                rows.append({"case": label, "n": k, "per_conn": (after - before) / k})
+                print(f"  heap {label}: {(after - before) / k / 1024:.2f} KiB/conn (n={k})",
+                      file=sys.stderr, flush=True)
+            srv.stdin.write("quit\n")
+            srv.stdin.flush()
+            srv.wait(30)
+        finally:
+            self.stop(srv)
+        self.out["heap"] = rows
+
 
 def subprocess_spawn(bench: Bench, argv: list[str]) -> subprocess.Popen[Any]:
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -562,7 +768,13 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> None:
     if mem:
         for i, r in enumerate(mem, 1):
             print(f"{'memory per idle ws (round %d)' % i:<34} {r['per_conn']:>11.2f} KiB  "
-                  f"+{r['n']} (open {r['open']}), RSS {r['before']} -> {r['after']} KiB")
+                  f"RSS, +{r['n']} upgraded /ws subscribed to one pattern (open {r['open']}), "
+                  f"{r['before']} -> {r['after']} KiB")
+    heap = out.get("heap")
+    if heap:
+        for r in heap:
+            print(f"{'heap: ' + r['case']:<48} {r['per_conn'] / 1024:>9.2f} KiB  "
+                  f"tracemalloc, n={r['n']}")
     print()
     if kv and kv["raw"]["cps"]:
         raw = kv["raw"]["cps"]
@@ -573,7 +785,7 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> None:
     if mem:
         head = mem[0]["per_conn"]
         print(f"memory per idle ws goal <= {MEM_GOAL_KIB:.0f} KiB: "
-              f"{'PASS' if head <= MEM_GOAL_KIB else 'FAIL'} ({head:.2f} KiB, round 1)")
+              f"{'PASS' if head <= MEM_GOAL_KIB else 'FAIL'} ({head:.2f} KiB RSS, round 1)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -584,7 +796,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kv-connections", type=int, default=64, help="KV keep-alive connections (64)")
     p.add_argument("--mem-connections", type=int, default=1000, help="idle ws connections (1000)")
     p.add_argument("--mem-rounds", type=int, default=2, help="memory rounds on one server (2)")
-    p.add_argument("--only", default="fanout,kv,memory", help="comma list: fanout,kv,memory")
+    p.add_argument("--heap-connections", type=int, default=300,
+                   help="idle connections per tracemalloc case (300; 100 at most with zlib state)")
+    p.add_argument("--only", default="fanout,kv,memory,heap",
+                   help="comma list: fanout,kv,memory,heap")
+    p.add_argument("--echo-client", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    p.add_argument("--deflate", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--send-one", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--heap-server", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--ws-client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--kv-client", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -593,8 +812,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--progress-timeout", type=float, default=10.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.subscribers < 1 or args.messages < 0 or args.seconds <= 0 or args.kv_connections < 1 \
-            or args.mem_connections < 1 or args.mem_rounds < 1:
+            or args.mem_connections < 1 or args.mem_rounds < 1 or args.heap_connections < 1:
         p.error("invalid sizes")
+
+    if args.heap_server is not None:
+        return heap_server(args.heap_server)
+    if args.echo_client is not None:
+        try:
+            return echo_client(args.echo_client, args.subscribers, args.deflate, args.send_one)
+        except KeyboardInterrupt:
+            return 130
 
     if args.ws_client is not None:
         try:
@@ -611,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
 
     parts = [s.strip() for s in args.only.split(",") if s.strip()]
-    bad = set(parts) - {"fanout", "kv", "memory"}
+    bad = set(parts) - {"fanout", "kv", "memory", "heap"}
     if bad:
         p.error(f"unknown --only parts: {', '.join(sorted(bad))}")
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -626,6 +853,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.kv()
         if "memory" in parts:
             bench.memory()
+        if "heap" in parts:
+            bench.heap()
     except (KeyboardInterrupt, Interrupted):
         print("\nbench_realtime: interrupted, cleaning up", file=sys.stderr)
         return 130
