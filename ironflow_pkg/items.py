@@ -193,7 +193,7 @@ class ItemHub:
             return
         sub.held = []
         try:
-            for it in await self.history(sub, replay, None):
+            for it in await self.history(sub, replay):
                 if sub.paused or sub.stopped:
                     break  # the rest is read again from the cursor on resume
                 if it.seq > sub.cursor:
@@ -282,22 +282,12 @@ class ItemHub:
             return [], after, False
         return self._items(sub, rows), rows[-1]["seq"], len(rows) >= PAGE_ROWS
 
-    async def history(self, sub: Subscription, replay: int, after: int | None) -> list[Item]:
-        """The last ``replay`` stored matches (oldest first), or with ``after`` every stored
-        match after that sequence (at most ``MAX_REPLAY * 10``; subscriptions page instead)."""
+    async def history(self, sub: Subscription, replay: int) -> list[Item]:
+        """The last ``replay`` stored matches (at most :data:`MAX_REPLAY`), oldest first."""
         if sub.pattern.kind == "entity":
             return []  # entity streams do not exist yet: nothing stored can match
-        if after is not None:
-            out: list[Item] = []
-            scan = after
-            while len(out) < MAX_REPLAY * 10:
-                items, scan, full = await self._page(sub, scan)
-                out.extend(items)
-                if not full:
-                    break
-            return out
         # Scan newest first in pages and match in Python (patterns are token-based).
-        out = []
+        out: list[Item] = []
         cursor = None
         while True:
             where = "" if cursor is None else " AND seq < ?"

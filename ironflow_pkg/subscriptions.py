@@ -1,6 +1,12 @@
 """Live subscriptions over Connect (``PubSubService``) and the ``/ws`` socket (websocket.md §2),
 both on the one :class:`~ironflow_pkg.items.ItemHub`, and consumer groups on both
 (:mod:`ironflow_pkg.consumer_groups`).
+
+Backpressure is per subscription and the same on both transports (websocket.md §2.6): frames
+waiting for the consumer are counted; at :data:`SOFT_LIMIT` ``drop`` discards new items and
+``block`` pauses the subscription (the journal keeps what it skips; it catches up from its
+sequence cursor once the queue is below :data:`RESUME_BELOW`); ``buffer`` gives up on the
+consumer beyond :data:`HARD_LIMIT` (1011 on ``/ws``, ``resource_exhausted`` on Connect).
 """
 
 from __future__ import annotations
