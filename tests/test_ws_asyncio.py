@@ -146,6 +146,16 @@ class Client:
             payload = self.inflater.decompress(payload + b"\x00\x00\xff\xff")
         return op, payload
 
+    def recv_message_fragments(self) -> tuple[int, bytes]:
+        """One data message, reassembled from however many frames the server used."""
+        fin, _, op, payload = self.recv_frame()
+        parts = [payload]
+        while not fin:
+            fin, _, cont, payload = self.recv_frame()
+            assert cont == 0
+            parts.append(payload)
+        return op, b"".join(parts)
+
     def at_eof(self) -> bool:
         try:
             return self.sock.recv(1) == b""
@@ -194,6 +204,42 @@ def test_fragmented_message_with_interleaved_ping(serve):
     c.send_frame(0, b"ted")
     assert c.recv_frame() == (True, False, 10, b"pp")
     assert c.recv_message() == (1, b"fragmented")
+    c.close()
+
+
+def test_10_1_1_autofragmented_text_echoed(serve):
+    """Autobahn 10.1.1: a 65,536-byte text message sent in 1,300-byte fragments."""
+    c = Client(serve())
+    payload = b"*" * 65536
+    chunks = [payload[i:i + 1300] for i in range(0, len(payload), 1300)]
+    for i, chunk in enumerate(chunks):
+        c.send_frame(1 if i == 0 else 0, chunk, fin=i == len(chunks) - 1)
+    assert c.recv_message() == (1, payload)
+    c.close()
+
+
+@pytest.mark.parametrize("fragment", [None, 65536, 4 * 1024 * 1024])
+def test_9_large_messages_echoed(serve, fragment):
+    """Autobahn 9.1-9.4 style: a 4 MiB binary message whole or in fragments, echoed intact."""
+    c = Client(serve())
+    payload = os.urandom(1024) * 4096
+    if fragment is None:
+        c.send_frame(2, payload)
+    else:
+        parts = [payload[i:i + fragment] for i in range(0, len(payload), fragment)]
+        for i, part in enumerate(parts):
+            c.send_frame(2 if i == 0 else 0, part, fin=i == len(parts) - 1)
+    op, got = c.recv_message_fragments()
+    assert op == 2 and got == payload
+    c.close()
+
+
+def test_9_7_many_small_messages_in_order(serve):
+    """Autobahn 9.7/9.8 style: 1,000 small messages back to back, echoed in order."""
+    c = Client(serve())
+    msgs = [f"m{i:04d}-".encode() * 2 for i in range(1000)]
+    c.sock.sendall(b"".join(encode_frame(1, m, mask=os.urandom(4)) for m in msgs))
+    assert [c.recv_message() for _ in msgs] == [(1, m) for m in msgs]
     c.close()
 
 
