@@ -2,12 +2,18 @@
 (rest-api.md §3.12, features.md §8).
 
 Bucket metadata and the latest entry of every key are hot state, so conditional writes are
-decided on the event loop without a race; values stay in the journal and are read on demand.
-Every change is committed before it is answered and then offered to watchers.
+decided on the event loop without a race. Small values are kept in memory with their entry (a GET
+needs no journal read, within :data:`INLINE_BUDGET` bytes in all); larger ones are read from the
+journal on demand. Every change is committed before it is answered and then offered to watchers.
+
+A change becomes the key's latest entry when it is queued (so the next conditional write sees
+it) but is marked in flight until its commit: a read waits for that commit instead of serving a
+value that is not durable yet, and a failed write puts the previous entry back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import sqlite3
@@ -25,6 +31,10 @@ BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_KEY_BYTES = 1024
 MAX_HISTORY = 64
 DEFAULT_MAX_VALUE = 1024 * 1024
+#: Values up to this size live in memory with their key's latest entry...
+INLINE_MAX = 4096
+#: ...as long as all inline values together stay under this (per process; beyond, journal reads).
+INLINE_BUDGET = 64 * 1024 * 1024
 
 
 @dataclass
@@ -36,6 +46,10 @@ class Latest:
     size: int
     created_at: str
     expires_at: float | None
+    #: The value itself when it is kept in memory (see INLINE_MAX), else None.
+    value: bytes | None = None
+    #: While the write holding this entry is queued: resolves at its COMMIT (or fails).
+    commit: asyncio.Future[Any] | None = None
 
     def live(self, now: float) -> bool:
         return self.operation == "put" and (self.expires_at is None or now < self.expires_at)
@@ -93,6 +107,8 @@ class KVStore:
         self.journal = journal
         self.clock = clock
         self.buckets: dict[tuple[str, str], Bucket] = {}
+        #: Bytes of values kept in memory (bounded by INLINE_BUDGET).
+        self.inline_bytes = 0
         #: Called with (env, bucket, change) after every committed change (watch sockets).
         self.listeners: set[Callable[[str, str, Change], None]] = set()
 
@@ -100,9 +116,10 @@ class KVStore:
         def q(c: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
             b = c.execute("SELECT * FROM kv_buckets").fetchall()
             e = c.execute("SELECT env_id, bucket, key, revision, operation, length(value) AS size, "
+                          "CASE WHEN operation = 'put' AND length(value) <= ? THEN value END AS value, "
                           "created_at, expires_at FROM kv_entries k WHERE revision = (SELECT "
                           "max(revision) FROM kv_entries WHERE env_id = k.env_id AND bucket = "
-                          "k.bucket AND key = k.key)").fetchall()
+                          "k.bucket AND key = k.key)", (INLINE_MAX,)).fetchall()
             return b, e
         buckets, entries = self.journal.read_sync(q)
         for r in buckets:
@@ -112,8 +129,61 @@ class KVStore:
         for r in entries:
             b = self.buckets.get((r["env_id"], r["bucket"]))
             if b is not None:
-                b.keys[r["key"]] = Latest(r["revision"], r["operation"], r["size"],
-                                          r["created_at"], r["expires_at"])
+                self._set(b, r["key"], Latest(r["revision"], r["operation"], r["size"],
+                                              r["created_at"], r["expires_at"],
+                                              self._inline(r["value"])))
+
+    # -- hot entries ---------------------------------------------------------------------------
+
+    def _inline(self, value: bytes | None) -> bytes | None:
+        """``value`` if it may be kept in memory now, else None."""
+        if value is None or len(value) > INLINE_MAX or self.inline_bytes + len(value) > INLINE_BUDGET:
+            return None
+        return bytes(value)
+
+    def _set(self, b: Bucket, key: str, entry: Latest | None) -> None:
+        """Make ``entry`` the key's latest (None: no entry), keeping the inline byte count."""
+        old = b.keys.pop(key, None)
+        if old is not None and old.value is not None:
+            self.inline_bytes -= len(old.value)
+        if entry is not None:
+            b.keys[key] = entry
+            if entry.value is not None:
+                self.inline_bytes += len(entry.value)
+
+    async def _commit(self, b: Bucket, key: str, entry: Latest,
+                      fn: Callable[[sqlite3.Connection], Any], *, drop: bool = False) -> None:
+        """Queue ``fn`` and make ``entry`` the key's latest while it is in flight; answer after
+        COMMIT. A failed write restores the previous entry. ``drop``: once committed the key has
+        no entry at all (purge)."""
+        prev = b.keys.get(key)
+        fut = self.journal.submit(fn)
+        entry.commit = fut
+        self._set(b, key, entry)
+
+        def settle(f: asyncio.Future[Any]) -> None:
+            entry.commit = None
+            if b.keys.get(key) is not entry:
+                return  # a newer change took over; it settles the key itself
+            if f.cancelled() or f.exception() is not None:
+                self._set(b, key, prev)
+            elif drop:
+                self._set(b, key, None)
+        fut.add_done_callback(settle)
+        # Shielded: a caller that goes away does not cancel the write (it will commit anyway).
+        await asyncio.shield(fut)
+
+    async def _settled(self, env: str, bucket: str, key: str) -> tuple[Bucket, Latest | None]:
+        """The key's latest entry once no write of it is in flight: never an uncommitted one."""
+        while True:
+            b = self._bucket(env, bucket)
+            cur = b.keys.get(key)
+            if cur is None or cur.commit is None:
+                return b, cur
+            try:
+                await asyncio.shield(cur.commit)
+            except Exception:  # that write failed and was rolled back; look again
+                pass
 
     def _bucket(self, env: str, name: str) -> Bucket:
         b = self.buckets.get((env, name))
@@ -160,8 +230,9 @@ class KVStore:
         return self._bucket(env, name).info(self.clock())
 
     async def delete_bucket(self, env: str, name: str) -> None:
-        self._bucket(env, name)
+        b = self._bucket(env, name)
         del self.buckets[(env, name)]
+        self.inline_bytes -= sum(len(e.value) for e in b.keys.values() if e.value is not None)
 
         def w(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM kv_entries WHERE env_id = ? AND bucket = ?", (env, name))
@@ -190,9 +261,9 @@ class KVStore:
         rev = b.revision
         expires = now + b.ttl_seconds if b.ttl_seconds else None
         created = fmt_ts(now)
-        b.keys[key] = Latest(rev, "put", len(value), created, expires)
-        await self.journal.write(lambda c: self._write_entry(c, b, key, rev, "put", value, created,
-                                                             expires))
+        entry = Latest(rev, "put", len(value), created, expires, self._inline(value))
+        await self._commit(b, key, entry, lambda c: self._write_entry(c, b, key, rev, "put", value,
+                                                                      created, expires))
         self._notify(env, bucket, {"key": key, "value": value, "revision": rev, "operation": "put"})
         return rev
 
@@ -210,18 +281,20 @@ class KVStore:
                   (b.env_id, b.name, key, b.env_id, b.name, key, b.history))
 
     async def get(self, env: str, bucket: str, key: str) -> dict[str, Any]:
-        b = self._bucket(env, bucket)
-        cur = b.keys.get(key)
-        if cur is None or not cur.live(self.clock()):
-            raise ApiError("not_found", "key not found")
-        rev = cur.revision
-        row = await self.journal.read(lambda c: c.execute(
-            "SELECT value, created_at FROM kv_entries WHERE env_id = ? AND bucket = ? AND key = ? "
-            "AND revision = ?", (env, bucket, key, rev)).fetchone())
-        if row is None:  # overwritten between the check and the read: report the newer state
-            return await self.get(env, bucket, key)
-        return {"key": key, "value": base64.b64encode(bytes(row["value"])).decode(),
-                "revision": rev, "operation": "put", "created_at": row["created_at"]}
+        while True:
+            _, cur = await self._settled(env, bucket, key)
+            if cur is None or not cur.live(self.clock()):
+                raise ApiError("not_found", "key not found")
+            rev, value = cur.revision, cur.value
+            if value is None:
+                row = await self.journal.read(lambda c: c.execute(
+                    "SELECT value FROM kv_entries WHERE env_id = ? AND bucket = ? AND key = ? "
+                    "AND revision = ?", (env, bucket, key, rev)).fetchone())
+                if row is None:  # overwritten and trimmed meanwhile: report the newer state
+                    continue
+                value = bytes(row["value"])
+            return {"key": key, "value": base64.b64encode(value).decode(), "revision": rev,
+                    "operation": "put", "created_at": cur.created_at}
 
     async def delete(self, env: str, bucket: str, key: str, purge: bool = False) -> int:
         b = self._bucket(env, bucket)
@@ -231,19 +304,17 @@ class KVStore:
         b.revision += 1
         rev = b.revision
         created = now_ts()
+        tombstone = Latest(rev, "delete", 0, created, None)
         if purge:
-            del b.keys[key]
-
             def w(c: sqlite3.Connection) -> None:
                 c.execute("DELETE FROM kv_entries WHERE env_id = ? AND bucket = ? AND key = ?",
                           (env, bucket, key))
                 c.execute("UPDATE kv_buckets SET revision = ? WHERE env_id = ? AND name = ?",
                           (rev, env, bucket))
-            await self.journal.write(w)
+            await self._commit(b, key, tombstone, w, drop=True)
         else:
-            b.keys[key] = Latest(rev, "delete", 0, created, None)
-            await self.journal.write(lambda c: self._write_entry(c, b, key, rev, "delete", b"",
-                                                                 created, None))
+            await self._commit(b, key, tombstone, lambda c: self._write_entry(
+                c, b, key, rev, "delete", b"", created, None))
         self._notify(env, bucket, {"key": key, "value": b"", "revision": rev, "operation": "delete"})
         return rev
 
