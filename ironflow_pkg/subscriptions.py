@@ -197,14 +197,10 @@ class PubSub:
         gone = req.disconnected()
         try:
             while True:
-                get = asyncio.ensure_future(queue.get())
-                stop = asyncio.ensure_future(gone.wait())
-                done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
-                if get not in done:
-                    get.cancel()
+                got, value = await _unless_gone(queue.get(), gone)
+                if not got:
                     return
-                item, attempt = get.result()
+                item, attempt = value
                 if item is None:
                     raise ApiError("not_found", "consumer group deleted")
                 ev = _subscription_event(member.id, item, True)
@@ -235,14 +231,9 @@ class PubSub:
                 if queue.ready():
                     item = await queue.get()
                 else:
-                    get = asyncio.ensure_future(queue.get())
-                    stop = asyncio.ensure_future(gone.wait())
-                    done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
-                    stop.cancel()
-                    if get not in done:
-                        get.cancel()
+                    got, item = await _unless_gone(queue.get(), gone)
+                    if not got:
                         return  # the client went away: release the subscription
-                    item = get.result()
                 yield _subscription_event(sub.id, item, include)
         finally:
             self.hub.stop(sub)
@@ -269,6 +260,18 @@ class PubSub:
         # websocket.md §1.1: no permessage-deflate; §1.2: ping every 30 s, drop after 30 s more.
         return websocket_response(req, _WsHandler(self, env_of(req)), deflate=None,
                                   ping_interval=30.0, ping_timeout=30.0)
+
+
+async def _unless_gone(aw: Awaitable[Any], gone: asyncio.Event) -> tuple[bool, Any]:
+    """Await ``aw`` unless the client goes away first: ``(True, result)`` or ``(False, None)``."""
+    get = asyncio.ensure_future(aw)
+    stop = asyncio.ensure_future(gone.wait())
+    done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if get not in done:
+        get.cancel()
+        return False, None
+    return True, get.result()
 
 
 def _subscription_event(sid: str, item: Item, include: bool) -> dict[str, Any]:

@@ -607,6 +607,17 @@ class RealtimeBench(Bench):
         self.out["kv"] = {"raw": raw, **res}
 
     # 3. memory
+    def warm_up(self, proc: subprocess.Popen[Any]) -> None:
+        """Let a client process connect, then close and wait for it (touches the code paths)."""
+        try:
+            _read_line(proc, READY_TIMEOUT + 5)
+            assert proc.stdin is not None
+            proc.stdin.write("close\n")
+            proc.stdin.flush()
+            _read_line(proc, 15)
+        finally:
+            self.stop(proc)
+
     def memory(self) -> None:
         a = self.args
         n = a.mem_connections
@@ -614,15 +625,7 @@ class RealtimeBench(Bench):
         rounds = []
         try:
             # Warm-up: a few connections open, subscribe, close (code paths and caches touched).
-            warm = self.ws_proc(port, 20, 0, idle=True)
-            try:
-                _read_line(warm, READY_TIMEOUT + 5)
-                assert warm.stdin is not None
-                warm.stdin.write("close\n")
-                warm.stdin.flush()
-                _read_line(warm, 15)
-            finally:
-                self.stop(warm)
+            self.warm_up(self.ws_proc(port, 20, 0, idle=True))
             # Rounds accumulate: round k opens N more while the earlier rounds stay open, so
             # round 2 is the marginal cost on a warmed-up heap (freed memory would otherwise
             # be reused and make a close-and-reopen round look free).
@@ -688,15 +691,7 @@ class RealtimeBench(Bench):
             ]
             # Warm-up: code paths, caches and first-use allocations of both servers.
             for _, make, _, _ in cases[:2] + cases[3:4]:
-                warm = make(10)
-                try:
-                    _read_line(warm, READY_TIMEOUT + 5)
-                    assert warm.stdin is not None
-                    warm.stdin.write("close\n")
-                    warm.stdin.flush()
-                    _read_line(warm, 15)
-                finally:
-                    self.stop(warm)
+                self.warm_up(make(10))
             for label, make, k, want_deflate in cases:
                 time.sleep(0.5)
                 before = traced()
