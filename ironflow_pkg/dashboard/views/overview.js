@@ -1,4 +1,5 @@
 // Overview: headline counts, runs by status, and runs started/completed over the last hour.
+// Every query reads a bounded index range (migration 0009), however long the history is.
 
 import { api, live, qs, sqlObjects } from "../api.js";
 import { badge, clear, fmtNum, h, link, pageHead, panel, table, throttle, timeEl } from "../ui.js";
@@ -15,11 +16,13 @@ function sqlTime(ms) {
 async function load() {
   const now = Date.now();
   const since = sqlTime(now - BUCKETS * BUCKET_MIN * 60000);
+  const day = sqlTime(now - 86400000);
   const bucket = (col) => `CAST((julianday(${col}) - julianday('${since}')) * 1440 / ${BUCKET_MIN} AS INTEGER)`;
-  const [fns, workers, byStatus, events, started, ended, recent] = await Promise.all([
+  const [fns, workers, open, byStatus, events, started, ended, recent] = await Promise.all([
     api.rpc("IronflowService", "ListFunctions", {}),
     api.get("/api/v1/workers"),
-    api.sql("SELECT status, count(*) AS n FROM runs GROUP BY status"),
+    api.sql("SELECT status, count(*) AS n FROM runs WHERE status NOT IN ('completed', 'failed', 'cancelled') GROUP BY status"),
+    api.sql(`SELECT status, count(*) AS n FROM runs WHERE created_at >= '${day}' GROUP BY status`),
     api.sql(`SELECT count(*) AS n FROM events WHERE timestamp >= '${since}'`),
     api.sql(`SELECT ${bucket("created_at")} AS b, count(*) AS n FROM runs WHERE created_at >= '${since}' GROUP BY b`),
     api.sql(`SELECT ${bucket("ended_at")} AS b, status, count(*) AS n FROM runs
@@ -30,9 +33,11 @@ async function load() {
   const add = (list, b, n) => { b = Number(b); if (b >= 0 && b < BUCKETS) list[b] += Number(n); };
   for (const r of sqlObjects(started)) if (r.b !== null) add(series.started, r.b, r.n);
   for (const r of sqlObjects(ended)) if (r.b !== null) add(series[r.status], r.b, r.n);
-  const statuses = Object.fromEntries(sqlObjects(byStatus).map((r) => [r.status, Number(r.n)]));
+  const counts = (res) => Object.fromEntries(sqlObjects(res).map((r) => [r.status, Number(r.n)]));
   return {
-    now, series, statuses,
+    now, series,
+    statuses: counts(byStatus), // runs created in the last 24 hours
+    open: counts(open), // every run not finished, however old
     functions: (fns.functions || []).length,
     workers: workers.workers || [],
     events: Number(sqlObjects(events)[0].n),
@@ -78,7 +83,7 @@ function statusBars(statuses) {
   return h("div", { class: "status-bars" }, keys.map((s) => {
     const fill = h("div", { class: `fill ${STATUS_FILL[s] || ""}` });
     fill.style.width = `${Math.max(1, (100 * statuses[s]) / total)}%`;
-    return h("div", { class: "status-bar" }, link(`/runs?status=${s}`, badge(s)),
+    return h("div", { class: "status-bar" }, link(`/runs?status=${s}&range=24h`, badge(s)),
       h("div", { class: "track" }, fill), h("span", { class: "num" }, fmtNum(statuses[s])));
   }));
 }
@@ -86,12 +91,12 @@ function statusBars(statuses) {
 export async function render(el, ctx) {
   const body = h("div");
   const paint = (d) => {
-    const active = (d.statuses.running || 0) + (d.statuses.waiting || 0) + (d.statuses.waiting_for_capacity || 0);
+    const active = (d.open.running || 0) + (d.open.waiting || 0) + (d.open.waiting_for_capacity || 0);
     const sum = (a) => a.reduce((x, y) => x + y, 0);
     clear(body,
       h("div", { class: "grid cards" },
         card("Functions", d.functions, null, "/functions"),
-        card("Runs in flight", active, `${fmtNum(d.statuses.failed || 0)} failed in total`, "/runs"),
+        card("Runs in flight", active, `${fmtNum(d.open.paused || 0)} paused · ${fmtNum(d.statuses.failed || 0)} failed in 24 h`, "/runs"),
         card("Events, last hour", d.events, null, "/events"),
         card("Workers connected", d.workers.length, d.workers.length ? `${fmtNum(d.workers.reduce((a, w) => a + (w.active_jobs || 0), 0))} active jobs` : "none polling", "/workers")),
       h("div", { class: "grid two" },
@@ -101,7 +106,7 @@ export async function render(el, ctx) {
             h("span", { class: "l-completed" }, `completed ${sum(d.series.completed)}`),
             h("span", { class: "l-failed" }, `failed ${sum(d.series.failed)}`)),
           chart(d.series, d.now)]),
-        panel("Runs by status", statusBars(d.statuses))),
+        panel("Runs by status, last 24 hours", statusBars(d.statuses))),
       panel("Recent runs", table([
         { label: "Run", cell: (r) => link(`/runs/${encodeURIComponent(r.id)}`, h("span", { class: "mono trunc" }, r.id)) },
         { label: "Function", cell: (r) => link(`/functions/${encodeURIComponent(r.function_id)}`, r.function_id) },
@@ -111,11 +116,11 @@ export async function render(el, ctx) {
   };
   paint(await load());
   clear(el, pageHead("Overview", { sub: ctx.server.version ? `Ironflow server ${ctx.server.version}` : "" }), body);
-  // Live: refresh when runs change (system events, websocket.md §2), at most every 2 s.
+  // Live: refresh when runs change (system events, websocket.md §2), at most every 5 s.
   const refresh = throttle(async () => {
     if (!ctx.alive()) return;
     try { paint(await load()); } catch (e) { /* keep the last good figures; the next change retries */ }
-  }, 2000);
+  }, 5000);
   ctx.onCleanup(live.subscribe("system.run.>", refresh));
   const timer = setInterval(refresh, 30000);
   ctx.onCleanup(() => clearInterval(timer));
