@@ -50,9 +50,20 @@ class Latest:
     value: bytes | None = None
     #: While the write holding this entry is queued: resolves at its COMMIT (or fails).
     commit: asyncio.Future[Any] | None = None
+    #: While in flight: the entry this one replaced (what a failure falls back to).
+    prev: Latest | None = None
+    #: Its write failed: never served; readers and rollbacks walk past it to ``prev``.
+    failed: bool = False
 
     def live(self, now: float) -> bool:
         return self.operation == "put" and (self.expires_at is None or now < self.expires_at)
+
+
+def _committed(entry: Latest | None) -> Latest | None:
+    """``entry``, or the newest entry before it whose write did not fail."""
+    while entry is not None and entry.failed:
+        entry = entry.prev
+    return entry
 
 
 @dataclass
@@ -67,6 +78,8 @@ class Bucket:
     revision: int
     created_at: str
     keys: dict[str, Latest] = field(default_factory=dict)
+    #: Deleted: writes still in flight settle without touching the store's accounting.
+    dropped: bool = False
 
     def live_keys(self, now: float) -> dict[str, Latest]:
         return {k: e for k, e in self.keys.items() if e.live(now)}
@@ -126,12 +139,15 @@ class KVStore:
             self.buckets[(r["env_id"], r["name"])] = Bucket(
                 r["env_id"], r["name"], r["description"], r["ttl_seconds"], r["history"],
                 r["max_bytes"], r["max_value_size"], r["revision"], r["created_at"])
+        now = self.clock()
         for r in entries:
             b = self.buckets.get((r["env_id"], r["bucket"]))
             if b is not None:
-                self._set(b, r["key"], Latest(r["revision"], r["operation"], r["size"],
-                                              r["created_at"], r["expires_at"],
-                                              self._inline(r["value"])))
+                entry = Latest(r["revision"], r["operation"], r["size"], r["created_at"],
+                               r["expires_at"])
+                if entry.live(now):  # an expired value can never be read: not worth memory
+                    entry.value = self._inline(r["value"])
+                self._set(b, r["key"], entry)
 
     # -- hot entries ---------------------------------------------------------------------------
 
@@ -144,46 +160,66 @@ class KVStore:
     def _set(self, b: Bucket, key: str, entry: Latest | None) -> None:
         """Make ``entry`` the key's latest (None: no entry), keeping the inline byte count."""
         old = b.keys.pop(key, None)
-        if old is not None and old.value is not None:
-            self.inline_bytes -= len(old.value)
         if entry is not None:
             b.keys[key] = entry
-            if entry.value is not None:
-                self.inline_bytes += len(entry.value)
+        if b.dropped:
+            return  # its bytes left the count when the bucket was deleted
+        if old is not None and old.value is not None:
+            self.inline_bytes -= len(old.value)
+        if entry is not None and entry.value is not None:
+            self.inline_bytes += len(entry.value)
+
+    def _release(self, env: str, bucket: str, key: str, entry: Latest) -> None:
+        """Drop the inline value of an expired entry (it can never be read again)."""
+        b = self.buckets.get((env, bucket))
+        if b is not None and b.keys.get(key) is entry and entry.value is not None:
+            self.inline_bytes -= len(entry.value)
+            entry.value = None
 
     async def _commit(self, b: Bucket, key: str, entry: Latest,
-                      fn: Callable[[sqlite3.Connection], Any], *, drop: bool = False) -> None:
+                      fn: Callable[[sqlite3.Connection], Any], change: Change, *,
+                      drop: bool = False) -> None:
         """Queue ``fn`` and make ``entry`` the key's latest while it is in flight; answer after
-        COMMIT. A failed write restores the previous entry. ``drop``: once committed the key has
-        no entry at all (purge)."""
-        prev = b.keys.get(key)
+        COMMIT, then tell the watchers (even when the caller went away meanwhile). A failed write
+        falls back to the newest entry before it that did not fail. ``drop``: once committed the
+        key has no entry at all (purge)."""
+        entry.prev = b.keys.get(key)
         fut = self.journal.submit(fn)
         entry.commit = fut
         self._set(b, key, entry)
 
         def settle(f: asyncio.Future[Any]) -> None:
             entry.commit = None
-            if b.keys.get(key) is not entry:
-                return  # a newer change took over; it settles the key itself
-            if f.cancelled() or f.exception() is not None:
-                self._set(b, key, prev)
-            elif drop:
+            ok = not f.cancelled() and f.exception() is None
+            latest = b.keys.get(key) is entry
+            if not ok:
+                entry.failed = True  # successors walk past it (_committed)
+                if latest:
+                    self._set(b, key, _committed(entry.prev))
+                return
+            entry.prev = None  # committed: nothing falls back beyond it
+            if latest and drop:
                 self._set(b, key, None)
+            self._notify(b.env_id, b.name, change)
         fut.add_done_callback(settle)
         # Shielded: a caller that goes away does not cancel the write (it will commit anyway).
         await asyncio.shield(fut)
 
-    async def _settled(self, env: str, bucket: str, key: str) -> tuple[Bucket, Latest | None]:
-        """The key's latest entry once no write of it is in flight: never an uncommitted one."""
-        while True:
-            b = self._bucket(env, bucket)
-            cur = b.keys.get(key)
-            if cur is None or cur.commit is None:
-                return b, cur
+    async def _settled(self, env: str, bucket: str, key: str) -> Latest | None:
+        """The key's newest committed entry as of now: waits for the write in flight when the
+        read started (never serves it before its COMMIT), not for writes queued after it."""
+        b = self._bucket(env, bucket)
+        cur = b.keys.get(key)
+        while cur is not None and cur.commit is not None:
             try:
                 await asyncio.shield(cur.commit)
-            except Exception:  # that write failed and was rolled back; look again
+            except Exception:  # that write failed: fall back to what stood before it
                 pass
+            if not cur.failed:
+                break
+            cur = cur.prev
+        self._bucket(env, bucket)  # deleted meanwhile: not found
+        return _committed(cur)
 
     def _bucket(self, env: str, name: str) -> Bucket:
         b = self.buckets.get((env, name))
@@ -232,6 +268,7 @@ class KVStore:
     async def delete_bucket(self, env: str, name: str) -> None:
         b = self._bucket(env, name)
         del self.buckets[(env, name)]
+        b.dropped = True
         self.inline_bytes -= sum(len(e.value) for e in b.keys.values() if e.value is not None)
 
         def w(c: sqlite3.Connection) -> None:
@@ -263,8 +300,8 @@ class KVStore:
         created = fmt_ts(now)
         entry = Latest(rev, "put", len(value), created, expires, self._inline(value))
         await self._commit(b, key, entry, lambda c: self._write_entry(c, b, key, rev, "put", value,
-                                                                      created, expires))
-        self._notify(env, bucket, {"key": key, "value": value, "revision": rev, "operation": "put"})
+                                                                      created, expires),
+                           {"key": key, "value": value, "revision": rev, "operation": "put"})
         return rev
 
     def _write_entry(self, c: sqlite3.Connection, b: Bucket, key: str, rev: int, op: str,
@@ -282,8 +319,10 @@ class KVStore:
 
     async def get(self, env: str, bucket: str, key: str) -> dict[str, Any]:
         while True:
-            _, cur = await self._settled(env, bucket, key)
+            cur = await self._settled(env, bucket, key)
             if cur is None or not cur.live(self.clock()):
+                if cur is not None and cur.value is not None:
+                    self._release(env, bucket, key, cur)
                 raise ApiError("not_found", "key not found")
             rev, value = cur.revision, cur.value
             if value is None:
@@ -305,17 +344,17 @@ class KVStore:
         rev = b.revision
         created = now_ts()
         tombstone = Latest(rev, "delete", 0, created, None)
+        change = {"key": key, "value": b"", "revision": rev, "operation": "delete"}
         if purge:
             def w(c: sqlite3.Connection) -> None:
                 c.execute("DELETE FROM kv_entries WHERE env_id = ? AND bucket = ? AND key = ?",
                           (env, bucket, key))
                 c.execute("UPDATE kv_buckets SET revision = ? WHERE env_id = ? AND name = ?",
                           (rev, env, bucket))
-            await self._commit(b, key, tombstone, w, drop=True)
+            await self._commit(b, key, tombstone, w, change, drop=True)
         else:
             await self._commit(b, key, tombstone, lambda c: self._write_entry(
-                c, b, key, rev, "delete", b"", created, None))
-        self._notify(env, bucket, {"key": key, "value": b"", "revision": rev, "operation": "delete"})
+                c, b, key, rev, "delete", b"", created, None), change)
         return rev
 
     def list_keys(self, env: str, bucket: str, pattern: str = "") -> list[str]:

@@ -162,3 +162,88 @@ def test_inline_budget_purge_and_bucket_delete(monkeypatch):
         await s.delete_bucket("env", "b")
         assert s.inline_bytes == 0
     run(main())
+
+
+def test_a_failed_batch_falls_back_past_every_failed_write():
+    """P committed; A then B queued in one group commit that fails: the key is P again, not A."""
+    async def main() -> None:
+        s, j = await _store()
+        first = asyncio.create_task(s.put("env", "b", "k", b"P"))
+        await _spin()
+        j.commit_all()
+        await first
+        a = asyncio.create_task(s.put("env", "b", "k", b"A"))
+        b = asyncio.create_task(s.put("env", "b", "k", b"B"))
+        await _spin()
+        j.commit_all(JournalError("batch failed"))
+        for t in (a, b):
+            with pytest.raises(JournalError):
+                await t
+        e = await s.get("env", "b", "k")
+        assert value_of(e) == b"P" and e["revision"] == 1
+        assert s.inline_bytes == 1
+        # and a conditional write is decided against P's revision, not A's
+        c = asyncio.create_task(s.put("env", "b", "k", b"C", if_match='"1"'))
+        await _spin()
+        j.commit_all()
+        assert await c == 4
+    run(main())
+
+
+def test_a_read_is_not_starved_by_a_stream_of_writes():
+    """A read waits for the write in flight when it started, not for the ones queued after."""
+    async def main() -> None:
+        s, j = await _store()
+        first = asyncio.create_task(s.put("env", "b", "k", b"v1"))
+        await _spin()
+        get = asyncio.create_task(s.get("env", "b", "k"))
+        await _spin()
+        j.commit_all()  # v1 commits; the reader has not looked again yet...
+        second = asyncio.create_task(s.put("env", "b", "k", b"v2"))  # ...and v2 is queued
+        e = await asyncio.wait_for(get, 2)
+        assert value_of(e) == b"v1"
+        j.commit_all()
+        await first, await second
+    run(main())
+
+
+def test_watchers_hear_a_write_whose_caller_went_away():
+    async def main() -> None:
+        s, j = await _store()
+        heard: list[Any] = []
+        s.listeners.add(lambda env, bucket, change: heard.append(change["revision"]))
+        put = asyncio.create_task(s.put("env", "b", "k", b"v"))
+        await _spin()
+        put.cancel()
+        await _spin()
+        j.commit_all()
+        await _spin()
+        assert heard == [1]
+    run(main())
+
+
+def test_inline_count_never_drifts(monkeypatch):
+    async def main() -> None:
+        s, j = await _store()
+        # a write in flight when its bucket is deleted, which then fails
+        put = asyncio.create_task(s.put("env", "b", "k", b"abcd"))
+        await _spin()
+        await s.delete_bucket("env", "b")
+        j.commit_all(JournalError("gone"))
+        with pytest.raises(JournalError):
+            await put
+        assert s.inline_bytes == 0
+        # an expired value is released when a read finds it expired
+        clock = [1000.0]
+        s.clock = lambda: clock[0]
+        await s.create_bucket("env", {"name": "t", "ttl_seconds": 5})
+        put = asyncio.create_task(s.put("env", "t", "k", b"xyz"))
+        await _spin()
+        j.commit_all()
+        await put
+        assert s.inline_bytes == 3
+        clock[0] += 10
+        with pytest.raises(Exception):
+            await s.get("env", "t", "k")
+        assert s.inline_bytes == 0
+    run(main())
