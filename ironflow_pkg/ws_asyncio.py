@@ -131,6 +131,14 @@ class _Sweeper:
                 self.task.cancel()
             self.task = None
 
+    def _drop(self, s: WebSocketSession) -> None:
+        try:
+            s._close_transport(abort=True)
+        except Exception:  # pragma: no cover - the transport itself is broken
+            log.exception("aborting a websocket failed")
+        if s in self.sessions and not s._over:
+            self.sessions.discard(s)  # do not retry (and log) it on every sweep
+
     def _retire(self) -> None:
         if _sweepers.get(self.loop) is self:
             del _sweepers[self.loop]
@@ -141,7 +149,13 @@ class _Sweeper:
                 await asyncio.sleep(self.period)
                 now = _now()
                 for s in list(self.sessions):
-                    s._tick(now)
+                    try:
+                        s._tick(now)
+                    except Exception:
+                        # A bug in one session's check must not end the timers of every other
+                        # socket: log it and drop that connection (its timers cannot be trusted).
+                        log.exception("websocket timer check failed; dropping the connection")
+                        self._drop(s)
         finally:
             self._retire()
 
@@ -290,7 +304,10 @@ class WebSocketSession(asyncio.Protocol):
                 async with asyncio.timeout(self._timing.close_timeout):
                     await end
             except TimeoutError:
-                pass
+                # §7.1.1: no answer in time. A graceful close would wait for a peer that may
+                # read nothing any more (our frames still buffered): drop TCP.
+                self._close_transport(abort=True)
+                return
         self._close_transport()
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------
@@ -445,13 +462,20 @@ class WebSocketSession(asyncio.Protocol):
         self._counts = None
 
     def _close_transport(self, abort: bool = False) -> None:
+        """Close TCP: gracefully (what the transport buffered is flushed first) or, with
+        ``abort``, at once, also when a graceful close already started and waits on a peer that
+        reads nothing. A graceful close gets a deadline: the sweeper aborts it after the close
+        timeout (a peer that stopped reading would otherwise hold the socket forever)."""
         t = self._transport
-        if self._over or t is None or t.is_closing():
+        if self._over or t is None:
             return
         if abort:
-            t.abort()
-        else:
+            t.abort()  # connection_lost follows on the next loop turn
+            return
+        if not t.is_closing():
             t.close()  # flushes what is buffered, then closes
+        if not self._close_at:
+            self._close_at = _now() + self._timing.close_timeout
 
     def _tick(self, now: float) -> None:
         """The sweeper's check (a few times per ping interval)."""
@@ -459,8 +483,11 @@ class WebSocketSession(asyncio.Protocol):
             return
         timing = self._timing
         if self._close_at and now >= self._close_at:
-            # §7.1.1: the peer did not finish the closing handshake in time.
-            self._close_transport()
+            # §7.1.1: the peer did not finish the closing handshake in time. Close TCP; if a
+            # graceful close already runs (it waits until the peer reads what is buffered) or
+            # data is still buffered, drop it: a peer that reads nothing never lets it finish.
+            t = self._transport
+            self._close_transport(abort=t.is_closing() or bool(t.get_write_buffer_size()))
             return
         if self._paused and now - self._paused_at >= timing.write_timeout:
             log.info("websocket peer reads nothing; dropping it")
@@ -474,8 +501,9 @@ class WebSocketSession(asyncio.Protocol):
             if now - self._ping_sent >= timing.ping_timeout:
                 log.info("websocket peer did not answer a ping; closing")
                 self.start_close(CloseCode.INTERNAL_ERROR, "ping timeout", discard=True)
-                # A dead peer will not answer the close: do not wait for it.
-                self._close_transport()
+                # A dead peer will not answer the close, nor read what is buffered: do not
+                # wait for it (a graceful close would wait for the buffer to drain).
+                self._close_transport(abort=True)
         elif now - self._last_rx >= interval:
             self._ping_sent = now
             self._transport.write(self.conn.send_ping(os.urandom(4)))

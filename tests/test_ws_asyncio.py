@@ -18,6 +18,7 @@ import pytest
 
 from ironflow_pkg.server import HttpServer
 from ironflow_pkg.websocket import WsLimits, accept_key, encode_frame
+from ironflow_pkg import ws_asyncio
 from ironflow_pkg.ws_asyncio import websocket_response
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -421,12 +422,14 @@ class _Probe:
     def __init__(self) -> None:
         self.sessions: list[Any] = []
         self.drained = 0
+        self.ended = 0  # handlers that returned (recv gave None)
 
     async def __call__(self, session: Any) -> None:
         self.sessions.append(session)
         session.on_drain = self._on_drain
         while await session.recv() is not None:
             pass
+        self.ended += 1
 
     def _on_drain(self) -> None:
         self.drained += 1
@@ -550,3 +553,82 @@ def test_one_task_per_connection_and_one_timer_task_per_loop():
         _wait(lambda: lt.call(_async(lambda: len(asyncio.all_tasks()))) == before)
     finally:
         _stop(lt, server)
+
+
+def _sweeping(lt: LoopThread, s: Any) -> bool:
+    async def q() -> bool:
+        sw = ws_asyncio._sweepers.get(asyncio.get_running_loop())
+        return sw is not None and s in sw.sessions
+    return lt.call(q())
+
+
+@pytest.mark.parametrize("path", ["slow_consumer", "ping_timeout", "close", "peer_eof"])
+def test_closing_socket_whose_peer_reads_nothing_is_dropped(path):
+    """Once a close started, a peer that reads nothing (our frames stuck in the transport) must
+    not hold the socket: after the close timeout TCP is aborted, connection_lost runs, the
+    session leaves the sweeper and the handler's recv() returns. The write timeout is long
+    here, so only the close path can end the connection within the test."""
+    ping = {"ping_interval": 0.1, "ping_timeout": 0.2} if path == "ping_timeout" else {"ping_interval": None}
+    lt, server, probe, port = _probe_server(close_timeout=0.2, write_timeout=60.0, **ping)
+    try:
+        c = Client(port, rcvbuf=4096)
+        _wait(lambda: probe.sessions)
+        s = probe.sessions[0]
+
+        async def flood() -> None:
+            for _ in range(3000):  # ~12 MB: the transport pauses, frames wait in the backlog
+                s.post("y" * 4000, "t")
+            assert s._paused
+        lt.call(flood())
+        if path == "slow_consumer":
+            lt.call(_async(lambda: s.start_close(1011, "slow consumer", discard=True)))
+        elif path == "close":
+            lt.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(s.close(1000, "bye")))
+        elif path == "peer_eof":
+            c.sock.shutdown(socket.SHUT_WR)  # half-close: the server sees EOF with data buffered
+        # ping_timeout: the client never answers the server's pings
+        _wait(lambda: lt.call(_async(lambda: s._over)), 3.0)
+        assert not _sweeping(lt, s)
+        _wait(lambda: probe.ended == 1, 3.0)
+        c.close()
+    finally:
+        _stop(lt, server)
+
+
+def test_sweeper_survives_an_exception_in_one_session(caplog):
+    """A failing check of one socket is logged and drops that socket; the timers of the others
+    keep running."""
+    class Fake:
+        def __init__(self, fail: bool) -> None:
+            self._timing = ws_asyncio._timing(None, 0.02, 0.02, 0.02)
+            self._over = False
+            self.fail = fail
+            self.ticks = 0
+            self.aborted = 0
+
+        def _tick(self, now: float) -> None:
+            self.ticks += 1
+            if self.fail:
+                raise RuntimeError("bug in a check")
+
+        def _close_transport(self, abort: bool = False) -> None:
+            self.aborted += abort
+
+    async def main() -> tuple[Fake, Fake, bool]:
+        sw = ws_asyncio._Sweeper(asyncio.get_running_loop())
+        bad, good = Fake(True), Fake(False)
+        sw.add(bad)  # type: ignore[arg-type]
+        sw.add(good)  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        task = sw.task
+        assert task is not None
+        alive = not task.done()
+        sw.sessions.clear()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return bad, good, alive
+    with caplog.at_level("ERROR", logger="ironflow.ws"):
+        bad, good, alive = asyncio.run(main())
+    assert alive and good.ticks >= 5
+    assert bad.ticks == 1 and bad.aborted == 1
+    assert "timer check failed" in caplog.text
