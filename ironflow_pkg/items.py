@@ -142,6 +142,13 @@ class Subscription:
         self.paused = False
         self.stopped = False
 
+    @property
+    def catching_up(self) -> bool:
+        """True while stored items are delivered (replay, ``startAfterSequence``, resume): the
+        consumer must then pause the subscription when its queue is full (``block``
+        semantics, whatever its backpressure mode), as the journal keeps what it skips."""
+        return self.held is not None
+
     def wants(self, item: Item) -> bool:
         return (item.env_id == self.env and item.namespace == self.namespace
                 and self.pattern.matches(item)
@@ -242,6 +249,12 @@ class ItemHub:
                 if not full:
                     break  # caught up: everything committed later arrives live (held)
                 scan = last
+                if sub.held:
+                    # Another page follows, and every held item is in the journal (an item is
+                    # published after its write committed, so before that read starts): the
+                    # pages deliver them. Dropping them here keeps what is held bounded by what
+                    # arrives during one page read, however long the catch-up.
+                    sub.held.clear()
             done = True
         finally:
             held, sub.held = sub.held or [], None

@@ -7,6 +7,9 @@ waiting for the consumer are counted; at :data:`SOFT_LIMIT` ``drop`` discards ne
 ``block`` pauses the subscription (the journal keeps what it skips; it catches up from its
 sequence cursor once the queue is below :data:`RESUME_BELOW`); ``buffer`` gives up on the
 consumer beyond :data:`HARD_LIMIT` (1011 on ``/ws``, ``resource_exhausted`` on Connect).
+Stored items (``replay``, ``startAfterSequence``, a resume) are always delivered the ``block``
+way, whatever the mode: history is read at the consumer's pace, never dropped, and never counts
+as a slow consumer; ``drop`` and ``buffer`` apply to live items.
 """
 
 from __future__ import annotations
@@ -309,15 +312,19 @@ class _StreamQueue:
 
     def __call__(self, item: Item) -> None:
         n = len(self.items)
-        if n >= SOFT_LIMIT and self.mode == "drop":
+        sub = self.sub
+        # Stored items (replay, startAfterSequence, resume) always go at the consumer's pace:
+        # block semantics; drop and buffer apply to live items only.
+        mode = "block" if sub is not None and sub.catching_up else self.mode
+        if n >= SOFT_LIMIT and mode == "drop":
             self.on_drop()
             return
         if n >= HARD_LIMIT:  # "buffer" ("block" paused long before)
             self.overflow = True
         else:
             self.items.append(item)
-            if self.mode == "block" and n + 1 >= SOFT_LIMIT and self.sub is not None:
-                self.hub.pause(self.sub)
+            if mode == "block" and n + 1 >= SOFT_LIMIT and sub is not None:
+                self.hub.pause(sub)
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -499,7 +506,10 @@ class _WsConnection:
         assert sub is not None
         sid = sub.id
         n = session.queued(sid)
-        if n >= SOFT_LIMIT and entry.mode == "drop":
+        # Stored items (replay, startAfterSequence, resume) always go at the consumer's pace:
+        # block semantics; drop and buffer apply to live items only.
+        mode = "block" if sub.catching_up else entry.mode
+        if n >= SOFT_LIMIT and mode == "drop":
             self.pubsub.dropped.labels("ws").inc()
             return
         if n >= HARD_LIMIT:  # "buffer" ("block" paused long before)
@@ -507,7 +517,7 @@ class _WsConnection:
             session.start_close(1011, "slow consumer", discard=True)
             return
         session.post(_event_text(sid, item, entry.include), sid)
-        if entry.mode == "block" and n + 1 >= SOFT_LIMIT:
+        if mode == "block" and n + 1 >= SOFT_LIMIT:
             # Take no further items; they stay in the journal and come back on resume.
             self.hub.pause(sub)
 

@@ -350,3 +350,90 @@ def test_ws_block_end_to_end_over_a_socket(tmp_path):
         assert got == published
         assert time.monotonic() - t0 < 10
         c.close()
+
+
+# -- stored items go at the consumer's pace, whatever the mode (websocket.md §2.6) ---------------
+
+
+async def drain_stream(q: _StreamQueue, n: int) -> list[int]:
+    return [(await asyncio.wait_for(q.get(), 5)).seq for _ in range(n)]
+
+
+@pytest.mark.parametrize("mode", ["buffer", "drop"])
+def test_connect_start_after_sequence_catch_up_follows_the_consumer(journal, mode):
+    """startAfterSequence over more stored items than the limits: the catch-up pauses at the
+    soft limit and continues as the stream is read; buffer does not fail as a slow consumer,
+    drop discards no history."""
+    async def main() -> None:
+        hub = ItemHub(journal)
+        stored = HARD_LIMIT + 500 if mode == "buffer" else 3000
+        published = await put(journal, hub, stored)
+        drops: list[int] = []
+        q = _StreamQueue(hub, mode, lambda: drops.append(1))
+        sub, _, after = subscription_from(ENV, "topic:bp.>", {"startAfterSequence": 0,
+                                                              "backpressure": mode}, q)
+        q.sub = sub
+        await hub.start(sub, 0, after)
+        assert len(q.items) == SOFT_LIMIT and not q.overflow and not drops
+        assert await drain_stream(q, stored) == published
+        assert not drops and not sub.paused
+        # Live afterwards, with the subscription's own mode.
+        (last,) = await put(journal, hub, 1)
+        assert (await q.get()).seq == last
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", ["buffer", "drop"])
+def test_ws_start_after_sequence_catch_up_follows_the_consumer(journal, mode):
+    async def main() -> None:
+        ws, session, hub, dropped = ws_connection(journal)
+        stored = HARD_LIMIT + 100 if mode == "buffer" else 3000
+        published = await put(journal, hub, stored)
+        sid = await ws_subscribe(ws, session, mode, startAfterSequence=0)
+        assert session.close_code is None and not ws.slow and dropped.n == 0
+        assert session.queued(sid) == SOFT_LIMIT
+        for _ in range(100):
+            if len(event_seqs(session.sent, sid)) >= stored:
+                break
+            session.drain(700)
+            await settle(ws)
+            assert session.queued(sid) <= SOFT_LIMIT
+        assert event_seqs(session.sent, sid) == published
+        assert session.close_code is None and dropped.n == 0
+        # Live again, with the subscription's own mode: drop discards beyond the soft limit.
+        live = offer(hub, SOFT_LIMIT + 10, first=published[-1] + 1)
+        if mode == "drop":
+            assert dropped.n == 10
+        session.drain(10_000)
+        assert event_seqs(session.sent, sid)[stored:] == live[:SOFT_LIMIT if mode == "drop" else None]
+
+    asyncio.run(main())
+
+
+def test_catch_up_holds_only_what_arrives_during_one_page(journal):
+    """Live items that arrive while a long catch-up reads the journal are held; each page the
+    catch-up reads next also has them, so what is held does not grow with the catch-up."""
+    async def main() -> None:
+        hub = ItemHub(journal)
+        stored = await put(journal, hub, PAGE_ROWS * 6)
+        got: list[int] = []
+        sub = Subscription("sub_t", ENV, parse_pattern("topic:bp.>"), "default", None,
+                           lambda it: got.append(it.seq))
+        real_page = hub._page
+        held_sizes: list[int] = []
+        live: list[int] = []
+
+        async def page(s: Subscription, after: int) -> Any:
+            held_sizes.append(len(s.held or ()))
+            if len(live) < 200:
+                live.extend(await put(journal, hub, 20))  # stored, then offered live (held)
+            return await real_page(s, after)
+        hub._page = page  # type: ignore[method-assign]
+        hub.subs.setdefault(ENV, set())
+        await hub.start(sub, 0, 0)
+        assert max(held_sizes) <= 20, held_sizes
+        assert got == sorted(stored + live)
+        assert sub.held is None and not sub.paused
+
+    asyncio.run(main())
