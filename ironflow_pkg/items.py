@@ -155,7 +155,7 @@ class Subscription:
                 and (self.filter is None or self.filter.test(filter_vars(item))))
 
     def offer(self, item: Item) -> None:
-        if self.paused or item.seq <= self.cursor or not self.wants(item):
+        if self.paused or self.stopped or item.seq <= self.cursor or not self.wants(item):
             return
         if self.held is not None:
             self.held.append(item)
@@ -241,6 +241,8 @@ class ItemHub:
             while not sub.paused and not sub.stopped:
                 items, last, full = await self._page(sub, scan)
                 for it in items:
+                    if sub.stopped:
+                        break  # unsubscribed while the page was read: deliver nothing more
                     if it.seq > sub.cursor:
                         sub.cursor = it.seq
                         sub.deliver(it)

@@ -442,6 +442,8 @@ class _WsConnection:
             found = (self.subs or {}).pop(str(m.get("subscriptionId") or ""), None)
             if found is not None:
                 self.hub.stop(found.sub)  # type: ignore[arg-type]
+                if found.resuming is not None:
+                    found.resuming.cancel()  # a catch-up in progress delivers nothing more
         elif kind == "ack":
             self._ack(m)
         else:
@@ -499,11 +501,11 @@ class _WsConnection:
 
     def _deliver(self, entry: _WsSub, item: Item) -> None:
         """websocket.md §2.6, for one item of one subscription."""
-        if self.slow:
-            return
-        session = self.session
         sub = entry.sub
         assert sub is not None
+        if self.slow or sub.stopped:
+            return  # closing as a slow consumer, or unsubscribed (no frame after unsubscribe)
+        session = self.session
         sid = sub.id
         n = session.queued(sid)
         # Stored items (replay, startAfterSequence, resume) always go at the consumer's pace:

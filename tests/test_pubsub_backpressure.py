@@ -437,3 +437,56 @@ def test_catch_up_holds_only_what_arrives_during_one_page(journal):
         assert sub.held is None and not sub.paused
 
     asyncio.run(main())
+
+
+# -- nothing is delivered after unsubscribe ---------------------------------------------------
+
+
+def test_hub_stop_during_a_catch_up_page_delivers_nothing_more(journal):
+    """Stopped while a page is read: neither that page nor the live items held meanwhile are
+    delivered."""
+    async def main() -> None:
+        hub = ItemHub(journal)
+        await put(journal, hub, 100)
+        got: list[int] = []
+        sub = Subscription("sub_t", ENV, parse_pattern("topic:bp.>"), "default", None,
+                           lambda it: got.append(it.seq))
+        real_page = hub._page
+
+        async def page(s: Subscription, after: int) -> Any:
+            out = await real_page(s, after)
+            await put(journal, hub, 5)  # committed after the read: offered live, held
+            assert s.held
+            hub.stop(s)  # unsubscribe arrives meanwhile
+            return out
+        hub._page = page  # type: ignore[method-assign]
+        await hub.start(sub, 0, 0)
+        assert got == []
+        # A stopped subscription takes no live item either.
+        sub.offer(Item(10**6, ENV, "default", "topic", "bp.t", "evt_x", {}, None, "api", "t"))
+        assert got == []
+
+    asyncio.run(main())
+
+
+def test_ws_unsubscribe_during_a_resume_stops_delivery(journal):
+    async def main() -> None:
+        ws, session, hub, _ = ws_connection(journal)
+        await put(journal, hub, 2000)
+        sid = await ws_subscribe(ws, session, "block", startAfterSequence=0)
+        entry = ws.subs[sid]
+        assert entry.sub.paused
+        session.drain(600)  # below the resume level: a catch-up task starts
+        resuming = entry.resuming
+        assert resuming is not None
+        await asyncio.sleep(0)  # it awaits its first page read
+        await ws._handle(json.dumps({"type": "unsubscribe", "subscriptionId": sid}))
+        mark = len(session.waiting)
+        await asyncio.gather(resuming, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        assert len(session.waiting) == mark  # nothing posted after the unsubscribe
+        assert resuming.done() and entry.resuming is None
+        entry(Item(10**6, ENV, "default", "topic", "bp.t", "evt_x", {}, None, "api", "t"))
+        assert len(session.waiting) == mark
+
+    asyncio.run(main())
