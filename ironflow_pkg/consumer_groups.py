@@ -38,7 +38,10 @@ UPDATABLE = ("pattern", "filter_expr", "ack_mode", "backpressure", "max_inflight
 class Member:
     id: str
     consumer_id: str
-    deliver: Callable[[Item, int], None]
+    #: Hands an item (and its delivery attempt) to the consumer; returns False when the member
+    #: cannot take it any more (its connection is closing): the item then goes to another
+    #: member and this one leaves the group.
+    deliver: Callable[[Item, int], bool]
     inflight: int = 0
 
 
@@ -214,7 +217,7 @@ class GroupManager:
 
     # -- members and delivery ---------------------------------------------------------------------
 
-    def join(self, g: Group, consumer_id: str, deliver: Callable[[Item, int], None]) -> Member:
+    def join(self, g: Group, consumer_id: str, deliver: Callable[[Item, int], bool]) -> Member:
         m = Member(new_id("sub"), consumer_id, deliver)
         g.members[m.id] = m
         # Deliver on the next loop turn: the caller first records the member it gets back.
@@ -241,14 +244,20 @@ class GroupManager:
             if target is None:
                 return
             item, attempt = g.pending.popleft()
+            if target.deliver(item, attempt) is False:
+                # The member's connection is closing: the item was not handed over. It goes
+                # to the next member (or waits in pending), neither settled nor in flight on a
+                # consumer that will never ack it; the member is gone for good.
+                g.pending.appendleft((item, attempt))
+                self.leave(g, target)
+                continue
             if manual:
                 target.inflight += 1
                 d = Delivery(item, attempt, target.id)
                 d.timer = asyncio.get_running_loop().call_later(
                     g.config["redeliver_delay_ms"] / 1000.0, self._expired, g, item.id)
                 g.inflight[item.id] = d
-            target.deliver(item, attempt)
-            if not manual:
+            else:
                 self._settle(g, item.seq)  # AUTO: acknowledged once handed to the member
 
     def _expired(self, g: Group, event_id: str) -> None:

@@ -196,7 +196,10 @@ class PubSub:
     async def _member_stream(self, req: HttpRequest, g: Group,
                              consumer_id: str) -> AsyncIterator[dict[str, Any]]:
         queue: asyncio.Queue[tuple[Item | None, int]] = asyncio.Queue()
-        member = self.groups.join(g, consumer_id, lambda item, attempt: queue.put_nowait((item, attempt)))
+        def deliver(item: Item | None, attempt: int) -> bool:
+            queue.put_nowait((item, attempt))  # type: ignore[arg-type]
+            return True
+        member = self.groups.join(g, consumer_id, deliver)  # type: ignore[arg-type]
         gone = req.disconnected()
         try:
             while True:
@@ -400,6 +403,9 @@ class _WsConnection:
         session = self.session
         session.on_drain = self._drained
         try:
+            # recv() gives None as soon as the session starts closing (our close frame sent,
+            # e.g. 1011 slow consumer or a ping timeout): the subscriptions and consumer-group
+            # memberships end then, not when the closing handshake is over.
             while not self.slow:
                 msg = await session.recv()
                 if msg is None:
@@ -458,6 +464,8 @@ class _WsConnection:
         eid = str(m.get("eventId") or "")
         for mid, (g, member) in (self.members or {}).items():
             if eid in g.inflight and g.inflight[eid].member_id == mid:
+                if mid not in g.members:
+                    return  # left the group (closing): its deliveries return to the group
                 delay = m.get("redeliverDelay")
                 self.pubsub.groups.ack(g, mid, eid, kind, delay if isinstance(delay, int) else 0)
                 return  # an event not in flight on this socket is acknowledged silently
@@ -474,15 +482,17 @@ class _WsConnection:
                 return {"pattern": pattern, "status": "error", "code": e.code, "message": e.message}, None
             holder: list[Member] = []
 
-            def deliver_group(item: Item | None, attempt: int) -> None:
+            def deliver_group(item: Item | None, attempt: int) -> bool:
                 mid = holder[0].id
                 if item is None:
                     self._frame({"type": "subscription_error", "subscriptionId": mid,
                                  "code": "not_found", "message": "consumer group deleted",
                                  "retrying": False})
-                    return
-                self.session.post(_event_text(mid, item, include), mid)
-            member = self.pubsub.groups.join(g, "", deliver_group)
+                    return True
+                # False once the socket is closing: the group gives the item to another member
+                # (auto mode would otherwise count it as acknowledged, and lose it).
+                return self.session.post(_event_text(mid, item, include), mid)
+            member = self.pubsub.groups.join(g, "", deliver_group)  # type: ignore[arg-type]
             holder.append(member)
             if self.members is None:
                 self.members = {}

@@ -220,7 +220,9 @@ class WebSocketSession(asyncio.Protocol):
         return self._over or self.conn.close_sent or self.conn.closed
 
     async def recv(self) -> str | bytes | None:
-        """The next message (str for text, bytes for binary), or None once the connection closed."""
+        """The next message (str for text, bytes for binary), or None once the connection is
+        :attr:`closed` (also as soon as our close frame was sent: nothing can be answered any
+        more) and the messages received before are taken."""
         while True:
             inbox = self._inbox
             if inbox:
@@ -231,7 +233,7 @@ class WebSocketSession(asyncio.Protocol):
                     self._reading_paused = False
                     self._transport.resume_reading()
                 return msg
-            if self._over or self.conn.closed:
+            if self._over or self.conn.closed or self.conn.close_sent:
                 return None
             self._waiter = w = asyncio.get_running_loop().create_future()
             try:
@@ -291,6 +293,9 @@ class WebSocketSession(asyncio.Protocol):
         else:
             self._transport.write(frame)
         self._close_at = _now() + self._timing.close_timeout
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)  # recv() returns None: the handler can let go of its resources
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Closing handshake (§7.1.2): send our close, wait up to the close timeout for the

@@ -632,3 +632,23 @@ def test_sweeper_survives_an_exception_in_one_session(caplog):
     assert alive and good.ticks >= 5
     assert bad.ticks == 1 and bad.aborted == 1
     assert "timer check failed" in caplog.text
+
+
+def test_recv_returns_none_as_soon_as_the_session_starts_closing():
+    """The handler lets go of its resources (subscriptions, consumer-group memberships) when our
+    close frame goes out, not only once the peer answered it."""
+    lt, server, probe, port = _probe_server(close_timeout=5.0)
+    try:
+        c = Client(port)
+        _wait(lambda: probe.sessions)
+        s = probe.sessions[0]
+        lt.call(_async(lambda: s.start_close(1011, "slow consumer")))
+        _wait(lambda: probe.ended == 1, 1.0)
+        assert not lt.call(_async(lambda: s._over))  # the closing handshake still runs
+        _, _, op, payload = c.recv_frame()
+        assert op == 8 and int.from_bytes(payload[:2], "big") == 1011
+        c.send_frame(8, payload[:2])
+        assert c.at_eof()
+        c.close()
+    finally:
+        _stop(lt, server)
