@@ -279,8 +279,9 @@ class WebSocketSession(asyncio.Protocol):
     def start_close(self, code: int = CloseCode.NORMAL, reason: str = "", *,
                     discard: bool = False) -> None:
         """Begin the closing handshake without waiting: our close frame goes out after the
-        frames already queued (or at once, dropping them, with ``discard``). The peer has
-        ``close_timeout`` seconds to answer before TCP is closed."""
+        frames already queued (or at once, dropping them, with ``discard``). Once it went to
+        the socket the peer has ``close_timeout`` seconds to answer before TCP is closed; while
+        it waits behind queued frames, the write timeout drops a peer that reads nothing."""
         if self._over or self.conn.close_sent:
             return
         if self.close_code is None:
@@ -289,31 +290,26 @@ class WebSocketSession(asyncio.Protocol):
         if discard:
             self._drop_backlog()
         if self._backlog is not None:
-            self._close_frame = frame
+            self._close_frame = frame  # _flush writes it and starts the close timeout
         else:
             self._transport.write(frame)
-        self._close_at = _now() + self._timing.close_timeout
+            self._close_at = _now() + self._timing.close_timeout
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)  # recv() returns None: the handler can let go of its resources
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Closing handshake (§7.1.2): send our close, wait up to the close timeout for the
-        peer's, then close TCP. Idempotent."""
+        """Closing handshake (§7.1.2): send our close (after the frames already queued), wait
+        for the peer's, then close TCP; returns once the TCP connection is gone. Idempotent.
+
+        The sweeper bounds the wait: the close timeout from when our close frame reached the
+        socket, the write timeout while it waits behind frames a peer does not read."""
         self.start_close(code, reason)
         if not self._over:
             end = self._end
             if end is None or end.done():
                 end = self._end = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(self._timing.close_timeout):
-                    await end
-            except TimeoutError:
-                # §7.1.1: no answer in time. A graceful close would wait for a peer that may
-                # read nothing any more (our frames still buffered): drop TCP.
-                self._close_transport(abort=True)
-                return
-        self._close_transport()
+            await end  # connection_lost resolves it
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------
 
@@ -444,6 +440,8 @@ class WebSocketSession(asyncio.Protocol):
                 if self._close_frame is not None:
                     t.write(self._close_frame)
                     self._close_frame = None
+                    # §7.1.1: the peer's time to answer starts now that it can read our close.
+                    self._close_at = _now() + self._timing.close_timeout
         if self._backlog is None and not self._paused:
             d = self._drained
             if d is not None:

@@ -565,11 +565,14 @@ def _sweeping(lt: LoopThread, s: Any) -> bool:
 @pytest.mark.parametrize("path", ["slow_consumer", "ping_timeout", "close", "peer_eof"])
 def test_closing_socket_whose_peer_reads_nothing_is_dropped(path):
     """Once a close started, a peer that reads nothing (our frames stuck in the transport) must
-    not hold the socket: after the close timeout TCP is aborted, connection_lost runs, the
-    session leaves the sweeper and the handler's recv() returns. The write timeout is long
-    here, so only the close path can end the connection within the test."""
+    not hold the socket: TCP is aborted, connection_lost runs, the session leaves the sweeper
+    and the handler's recv() returns. The write timeout is long here, so only the close path
+    can end the connection within the test -- except for ``close()``, whose close frame waits
+    behind the queued frames: that one is the write timeout's to end (it used to be ignored
+    once a close had started)."""
     ping = {"ping_interval": 0.1, "ping_timeout": 0.2} if path == "ping_timeout" else {"ping_interval": None}
-    lt, server, probe, port = _probe_server(close_timeout=0.2, write_timeout=60.0, **ping)
+    write_timeout = 0.5 if path == "close" else 60.0
+    lt, server, probe, port = _probe_server(close_timeout=0.2, write_timeout=write_timeout, **ping)
     try:
         c = Client(port, rcvbuf=4096)
         _wait(lambda: probe.sessions)
@@ -649,6 +652,43 @@ def test_recv_returns_none_as_soon_as_the_session_starts_closing():
         assert op == 8 and int.from_bytes(payload[:2], "big") == 1011
         c.send_frame(8, payload[:2])
         assert c.at_eof()
+        c.close()
+    finally:
+        _stop(lt, server)
+
+
+@pytest.mark.parametrize("how", ["start_close", "close"])
+def test_close_frame_behind_a_backlog_waits_for_a_reading_peer(how):
+    """The close timeout runs from when our close frame reaches the socket, not while it waits
+    behind frames the peer is still reading: a peer that reads slowly gets every frame and
+    then the close frame (1000), not a dropped connection (1006)."""
+    lt, server, probe, port = _probe_server(close_timeout=0.2, write_timeout=30.0, ping_interval=None)
+    try:
+        c = Client(port, rcvbuf=4096)
+        _wait(lambda: probe.sessions)
+        s = probe.sessions[0]
+        n = 1500
+
+        async def flood() -> None:
+            for i in range(n):
+                s.post(f"{i:05d}" + "y" * 4000)
+            assert s._backlog is not None
+            if how == "start_close":
+                s.start_close(1000, "bucket deleted")
+            else:
+                asyncio.ensure_future(s.close(1000, "bucket deleted"))
+        lt.call(flood())
+        time.sleep(0.6)  # three close timeouts while the peer has not read yet
+        c.sock.settimeout(5)
+        for i in range(n):
+            op, data = c.recv_message()
+            assert op == 1 and data[:5] == f"{i:05d}".encode()
+        _, _, op, payload = c.recv_frame()
+        assert op == 8 and payload == (1000).to_bytes(2, "big") + b"bucket deleted"
+        c.send_frame(8, payload[:2])
+        assert c.at_eof()
+        _wait(lambda: lt.call(_async(lambda: s._over)), 3.0)
+        assert s.close_code == 1000
         c.close()
     finally:
         _stop(lt, server)
