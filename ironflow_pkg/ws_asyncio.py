@@ -232,6 +232,12 @@ class WebSocketSession(asyncio.Protocol):
                 if self._reading_paused and len(inbox) < MAX_QUEUE // 2 and not self._over:
                     self._reading_paused = False
                     self._transport.resume_reading()
+                    # The peer's frames (its pongs too) waited for us: the pause is not its
+                    # silence. Its keep-alive clock starts again now.
+                    now = _now()
+                    self._last_rx = now
+                    if self._ping_sent:
+                        self._ping_sent = now
                 return msg
             if self._over or self.conn.closed or self.conn.close_sent:
                 return None
@@ -498,7 +504,9 @@ class WebSocketSession(asyncio.Protocol):
             self._close_transport(abort=True)
             return
         interval = timing.ping_interval
-        if not interval or self.conn.close_sent:
+        if not interval or self.conn.close_sent or self._reading_paused:
+            # Reading paused by us (the handler takes no message): the peer's pongs wait
+            # unread in the socket, so its silence proves nothing; recv() restarts the clock.
             return
         if self._ping_sent:
             if now - self._ping_sent >= timing.ping_timeout:

@@ -692,3 +692,52 @@ def test_close_frame_behind_a_backlog_waits_for_a_reading_peer(how):
         c.close()
     finally:
         _stop(lt, server)
+
+
+def test_busy_handler_does_not_make_a_live_peer_time_out():
+    """While the handler takes no message, reading stops at MAX_QUEUE (TCP pushes back), so the
+    peer's pongs are not seen: that time is ours, not the peer's, and must not end in a ping
+    timeout."""
+    gate: list[asyncio.Event] = []
+    sessions: list[Any] = []
+    got: list[Any] = []
+
+    async def busy(session: Any) -> None:
+        sessions.append(session)
+        gate.append(asyncio.Event())
+        await gate[0].wait()  # busy elsewhere: takes no message meanwhile
+        while (msg := await session.recv()) is not None:
+            got.append(msg)
+
+    async def http_handler(req: Any) -> Any:
+        return websocket_response(req, busy, ping_interval=0.1, ping_timeout=0.2)
+
+    lt = LoopThread()
+    server = HttpServer(http_handler, ws_echo.render_error)
+    try:
+        _, port = lt.call(server.start(HOST, 0))
+        c = Client(port)
+        _wait(lambda: gate)
+        n = ws_asyncio.MAX_QUEUE + 8
+        c.sock.sendall(b"".join(encode_frame(1, b"m%d" % i, mask=os.urandom(4)) for i in range(n)))
+        _wait(lambda: lt.call(_async(lambda: sessions[0]._reading_paused)))
+
+        def answer_pings(seconds: float) -> None:
+            c.sock.settimeout(0.05)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                try:
+                    _, _, op, payload = c.recv_frame()
+                except socket.timeout:
+                    continue
+                assert op != 8, f"closed: {payload!r}"
+                if op == 9:
+                    c.send_frame(10, payload)
+        answer_pings(1.0)  # five ping timeouts while the handler is busy
+        lt.loop.call_soon_threadsafe(gate[0].set)
+        answer_pings(0.6)
+        assert len(got) == n
+        assert not lt.call(_async(lambda: sessions[0].closed))
+        c.close()
+    finally:
+        _stop(lt, server)
