@@ -61,11 +61,14 @@ class _Feed:
         if close_code:
             s.start_close(close_code, frame["message"])
 
-    async def pump(self) -> None:
+    async def pump(self, sent: dict[str, int] | None = None) -> None:
         """Send what was held, then run until the socket closes (client data frames are
-        ignored, websocket.md §1.2)."""
+        ignored, websocket.md §1.2). ``sent``: key -> revision the current state already showed;
+        held changes of that key up to that revision are not sent again (revision order)."""
         held, self.held = self.held, None
         for frame, code in held or ():
+            if sent and frame.get("revision", 0) <= sent.get(frame.get("key", ""), 0):
+                continue
             self.push(frame, code)
         while await self.session.recv() is not None:
             pass
@@ -107,6 +110,7 @@ class WatchRoutes:
                                "value": base64.b64encode(change["value"]).decode(),
                                "revision": change["revision"], "operation": change["operation"]})
             self.kv.listeners.add(on_change)
+            sent: dict[str, int] = {}
             try:
                 if include:
                     for key in self.kv.list_keys(env, bucket, pattern):
@@ -114,11 +118,12 @@ class WatchRoutes:
                             entry = await self.kv.get(env, bucket, key)
                         except ApiError:
                             continue  # deleted meanwhile: its change frame follows
+                        sent[key] = entry["revision"]
                         await session.send(_dumps({"type": "kv_update", "bucket": bucket, "key": key,
                                                    "value": entry["value"],
                                                    "revision": entry["revision"],
                                                    "operation": "put"}))
-                await feed.pump()
+                await feed.pump(sent)
             finally:
                 self.kv.listeners.discard(on_change)
         return self._upgrade(req, handler)

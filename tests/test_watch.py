@@ -96,3 +96,32 @@ def test_config_watch(srv):
         assert frame(c)["data"] == {"again": 1}
     finally:
         c.close()
+
+
+def test_held_changes_already_in_the_current_state_are_not_sent_again():
+    """include_current: a change that lands while the snapshot is read and is already part of
+    it is not sent a second time (the feed stays in revision order per key)."""
+    import asyncio
+
+    from ironflow_pkg.api_watch import _Feed
+
+    class Session:
+        def __init__(self) -> None:
+            self.posted: list[dict] = []
+
+        def queued(self, tag: object) -> int:
+            return 0
+
+        def post(self, text: str, tag: object) -> bool:
+            self.posted.append(json.loads(text))
+            return True
+
+        async def recv(self) -> None:
+            return None
+
+    s = Session()
+    feed = _Feed(s, hold=True)  # type: ignore[arg-type]
+    for key, rev in (("a", 2), ("a", 3), ("b", 4), ("a", 5)):
+        feed.push({"type": "kv_update", "key": key, "revision": rev})
+    asyncio.run(feed.pump({"a": 3, "b": 1}))
+    assert [(f["key"], f["revision"]) for f in s.posted] == [("b", 4), ("a", 5)]
