@@ -43,7 +43,8 @@ from .websocket import (BinaryMessage, CloseCode, CloseReceived, DeflateOptions,
                         WsLimits, check_handshake)
 
 __all__ = ["WebSocketSession", "ConnectionClosed", "serve_websocket", "websocket_response",
-           "PING_INTERVAL", "PING_TIMEOUT", "CLOSE_TIMEOUT", "WRITE_TIMEOUT", "MAX_QUEUE"]
+           "PING_INTERVAL", "PING_TIMEOUT", "CLOSE_TIMEOUT", "WRITE_TIMEOUT", "MAX_QUEUE",
+           "MAX_BACKLOG_BYTES"]
 
 log = logging.getLogger("ironflow.ws")
 
@@ -55,6 +56,10 @@ PING_TIMEOUT = 20.0
 CLOSE_TIMEOUT = 5.0
 #: A peer that reads nothing for this long while we have data for it is dropped (slow consumer).
 WRITE_TIMEOUT = 30.0
+#: Bytes of frames one connection may have waiting for a socket that reads too slowly; beyond it
+#: the connection closes 1011 "slow consumer". Frame counts alone do not bound memory when frames
+#: are large (websocket.md §2.6 counts frames; 10,000 frames of 1 MiB would be 10 GiB).
+MAX_BACKLOG_BYTES = 32 * 1024 * 1024
 #: Messages received but not yet taken by ``recv``; beyond it we stop reading the socket, so
 #: TCP flow control pushes back on the client instead of our memory growing.
 MAX_QUEUE = 32
@@ -77,16 +82,19 @@ class ConnectionClosed(Exception):
 
 
 class _Timing:
-    """The four timeouts of a route, shared by its connections (one object, not four slots)."""
+    """The timeouts and the backlog limit of a route, shared by its connections (one object,
+    not five slots)."""
 
-    __slots__ = ("ping_interval", "ping_timeout", "close_timeout", "write_timeout", "sweep")
+    __slots__ = ("ping_interval", "ping_timeout", "close_timeout", "write_timeout", "sweep",
+                 "max_backlog")
 
     def __init__(self, ping_interval: float | None, ping_timeout: float, close_timeout: float,
-                 write_timeout: float) -> None:
+                 write_timeout: float, max_backlog: int = MAX_BACKLOG_BYTES) -> None:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.write_timeout = write_timeout
+        self.max_backlog = max_backlog
         shortest = min(t for t in (ping_interval, ping_timeout, close_timeout, write_timeout)
                        if t is not None)
         self.sweep = max(SWEEP_MIN, min(SWEEP_MAX, shortest / SWEEP_DIVISOR))
@@ -96,8 +104,8 @@ _timings: dict[tuple[Any, ...], _Timing] = {}
 
 
 def _timing(ping_interval: float | None, ping_timeout: float, close_timeout: float,
-            write_timeout: float) -> _Timing:
-    key = (ping_interval, ping_timeout, close_timeout, write_timeout)
+            write_timeout: float, max_backlog: int = MAX_BACKLOG_BYTES) -> _Timing:
+    key = (ping_interval, ping_timeout, close_timeout, write_timeout, max_backlog)
     t = _timings.get(key)
     if t is None:
         if len(_timings) > 64:  # callers use a handful of constant sets; never grow unbounded
@@ -181,7 +189,7 @@ class WebSocketSession(asyncio.Protocol):
 
     __slots__ = ("conn", "subprotocol", "close_code", "close_reason", "on_drain", "_timing",
                  "_transport", "_stream_protocol", "_sweeper", "_inbox", "_waiter", "_backlog",
-                 "_counts", "_close_frame", "_paused", "_drained", "_end", "_over",
+                 "_backlog_bytes", "_counts", "_close_frame", "_paused", "_drained", "_end", "_over",
                  "_reading_paused", "_last_rx", "_ping_sent", "_close_at", "_paused_at")
 
     def __init__(self, conn: WebSocketConnection, timing: _Timing,
@@ -200,6 +208,7 @@ class WebSocketSession(asyncio.Protocol):
         self._inbox: deque[str | bytes] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._backlog: deque[tuple[str, bytes]] | None = None
+        self._backlog_bytes = 0
         self._counts: dict[str, int] | None = None
         self._close_frame: bytes | None = None  # our close, sent once the backlog is out
         self._paused = False  # the transport is above its high-water mark
@@ -259,9 +268,13 @@ class WebSocketSession(asyncio.Protocol):
         if bl is None and not self._paused:
             self._transport.write(frame)
             return True
+        if self._backlog_bytes + len(frame) > self._timing.max_backlog:
+            self.start_close(CloseCode.INTERNAL_ERROR, "slow consumer", discard=True)
+            return False
         if bl is None:
             bl = self._backlog = deque()
         bl.append((tag, frame))
+        self._backlog_bytes += len(frame)
         if tag:
             counts = self._counts
             if counts is None:
@@ -438,6 +451,7 @@ class WebSocketSession(asyncio.Protocol):
                     else:
                         del counts[tag]
                     tagged = True
+                self._backlog_bytes -= len(frame)
                 t.write(frame)  # may call pause_writing() at once
             if not bl:
                 self._backlog = None
@@ -468,6 +482,7 @@ class WebSocketSession(asyncio.Protocol):
 
     def _drop_backlog(self) -> None:
         self._backlog = None
+        self._backlog_bytes = 0
         self._counts = None
 
     def _close_transport(self, abort: bool = False) -> None:
@@ -528,12 +543,14 @@ async def serve_websocket(reader: asyncio.StreamReader, writer: asyncio.StreamWr
                           ping_interval: float | None = PING_INTERVAL,
                           ping_timeout: float = PING_TIMEOUT, close_timeout: float = CLOSE_TIMEOUT,
                           write_timeout: float = WRITE_TIMEOUT, subprotocol: str | None = None,
-                          timing: _Timing | None = None) -> None:
+                          timing: _Timing | None = None,
+                          max_backlog_bytes: int = MAX_BACKLOG_BYTES) -> None:
     """Run one WebSocket connection until it is closed, in the calling task. ``leftover`` holds
     bytes that arrived after the HTTP head (the first frames may already be there).
     ``ping_interval=None`` turns the keep-alive off. Never raises for protocol or network errors."""
     if timing is None:
-        timing = _timing(ping_interval, ping_timeout, close_timeout, write_timeout)
+        timing = _timing(ping_interval, ping_timeout, close_timeout, write_timeout,
+                         max_backlog_bytes)
     session = WebSocketSession(conn, timing, subprotocol)
     transport = writer.transport
     # From here on the session gets the socket's bytes. What the stream reader buffered before
@@ -602,7 +619,8 @@ def websocket_response(request_head: Any, handler: Handler, *,
                        ping_interval: float | None = PING_INTERVAL,
                        ping_timeout: float = PING_TIMEOUT,
                        close_timeout: float = CLOSE_TIMEOUT,
-                       write_timeout: float = WRITE_TIMEOUT) -> Response:
+                       write_timeout: float = WRITE_TIMEOUT,
+                       max_backlog_bytes: int = MAX_BACKLOG_BYTES) -> Response:
     """Validate the upgrade request (an ``http11.Request`` or a ``server.HttpRequest``) and
     return the 101 Response that runs ``handler``, or a JSON error Response (400/403/426).
 
@@ -617,6 +635,7 @@ def websocket_response(request_head: Any, handler: Handler, *,
     except HandshakeError as e:
         return _error_response(e)
     up = _Upgrade(handler, result.deflate, limits,
-                  _timing(ping_interval, ping_timeout, close_timeout, write_timeout),
+                  _timing(ping_interval, ping_timeout, close_timeout, write_timeout,
+                          max_backlog_bytes),
                   result.subprotocol)
     return Response(status=101, headers=list(result.headers), upgrade=up)

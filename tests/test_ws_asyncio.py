@@ -490,6 +490,39 @@ async def _async(fn: Any) -> Any:
     return fn()
 
 
+def test_backlog_is_bounded_in_bytes_then_the_slow_consumer_is_closed_1011():
+    """Frame counts alone do not bound memory when frames are big: past max_backlog_bytes of
+    waiting frames the connection closes 1011 "slow consumer" and the backlog is dropped."""
+    lt, server, probe, port = _probe_server(max_backlog_bytes=1024 * 1024)
+    try:
+        c = Client(port, rcvbuf=16384)
+        _wait(lambda: probe.sessions)
+        s = probe.sessions[0]
+        big = "b" * 64 * 1024
+
+        async def flood() -> tuple[int, int]:
+            accepted = 0
+            for _ in range(200):  # 12.5 MiB offered, far more than the socket takes
+                if not s.post(big, "t"):
+                    break
+                accepted += 1
+            return accepted, s.queued("t")
+        accepted, queued = lt.call(flood())
+        assert accepted < 200 and queued == 0, (accepted, queued)
+        assert s._backlog_bytes == 0
+        got = []
+        while True:  # what the socket already held, then our close
+            op, data = c.recv_message_fragments()
+            if op == 8:
+                assert int.from_bytes(data[:2], "big") == 1011 and data[2:] == b"slow consumer"
+                break
+            got.append(len(data))
+        assert all(n == len(big) for n in got)
+        c.close()
+    finally:
+        _stop(lt, server)
+
+
 def test_close_waits_behind_queued_frames_then_times_out_without_answer():
     lt, server, probe, port = _probe_server(close_timeout=0.3)
     try:
