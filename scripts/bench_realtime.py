@@ -465,6 +465,14 @@ def raw_sqlite(path: str, seconds: float) -> dict[str, Any]:
 
 # -- orchestration -----------------------------------------------------------------------------
 
+def _close_client(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Tell a client process to close its sockets and wait for its acknowledgement line."""
+    assert proc.stdin is not None
+    proc.stdin.write("close\n")
+    proc.stdin.flush()
+    _read_line(proc, timeout)
+
+
 def _read_line(proc: subprocess.Popen[Any], timeout: float) -> dict[str, Any]:
     """Next JSON line from a child's stdout, within ``timeout`` seconds."""
     assert proc.stdout is not None
@@ -611,10 +619,7 @@ class RealtimeBench(Bench):
         """Let a client process connect, then close and wait for it (touches the code paths)."""
         try:
             _read_line(proc, READY_TIMEOUT + 5)
-            assert proc.stdin is not None
-            proc.stdin.write("close\n")
-            proc.stdin.flush()
-            _read_line(proc, 15)
+            _close_client(proc, 15)
         finally:
             self.stop(proc)
 
@@ -644,10 +649,7 @@ class RealtimeBench(Bench):
                     print(f"  memory round {r + 1}: {before} -> {after} KiB, "
                           f"{(after - before) / n:.2f} KiB/conn", file=sys.stderr, flush=True)
                 for cli in clients:
-                    assert cli.stdin is not None
-                    cli.stdin.write("close\n")
-                    cli.stdin.flush()
-                    _read_line(cli, 30)
+                    _close_client(cli, 30)
             finally:
                 for cli in clients:
                     self.stop(cli)
@@ -702,10 +704,7 @@ class RealtimeBench(Bench):
                         raise RuntimeError(f"{label}: deflate negotiated on {ready.get('deflate')} of {k}")
                     time.sleep(0.5)
                     after = traced()
-                    assert cli.stdin is not None
-                    cli.stdin.write("close\n")
-                    cli.stdin.flush()
-                    _read_line(cli, 30)
+                    _close_client(cli, 30)
                 finally:
                     self.stop(cli)
                 rows.append({"case": label, "n": k, "per_conn": (after - before) / k})
